@@ -1,0 +1,118 @@
+//! Security events: one typed record for each refusal and each suspicious
+//! request, written to the `audit` log target as structured fields.
+//!
+//! Events never carry credentials, cookies, bodies or query strings: only
+//! the request id, client address, method, canonical path, route and the
+//! reason.
+//!
+//! ```
+//! use portcullis::audit::{SecurityEvent, EventSeverity};
+//! use portcullis::error::Reason;
+//! let event = SecurityEvent::Refused(Reason::PayloadTooLarge { limit: 10 });
+//! assert_eq!(event.name(), "request.payload-too-large");
+//! assert_eq!(event.severity(), EventSeverity::Medium);
+//! ```
+
+use std::net::IpAddr;
+
+use crate::error::Reason;
+
+/// How much attention an event deserves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventSeverity {
+    /// Routine (a 404, a path that needed normalizing).
+    Low,
+    /// Someone sent something they should not have.
+    Medium,
+    /// Likely an attack, or the gateway could not protect.
+    High,
+}
+
+impl EventSeverity {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// A security event.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SecurityEvent {
+    /// A gate refused the request.
+    Refused(Reason),
+    /// The path differed from its canonical form (`//admin`, `/x/../admin`).
+    PathNormalized,
+}
+
+impl SecurityEvent {
+    /// Stable dotted name, for filtering (`request.bad-path`).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Refused(reason) => format!("request.{}", reason.slug()),
+            Self::PathNormalized => "request.path-normalized".to_owned(),
+        }
+    }
+
+    /// The severity.
+    pub fn severity(&self) -> EventSeverity {
+        match self {
+            Self::PathNormalized => EventSeverity::Low,
+            Self::Refused(reason) => match reason {
+                Reason::NotFound | Reason::MethodNotAllowed { .. } | Reason::RequestTimeout => EventSeverity::Low,
+                Reason::BadPath { .. } | Reason::AmbiguousRequest { .. } | Reason::UntrustedPeer => EventSeverity::High,
+                Reason::BadGateway | Reason::GatewayTimeout | Reason::Overloaded | Reason::Internal => {
+                    EventSeverity::High
+                }
+                _ => EventSeverity::Medium,
+            },
+        }
+    }
+
+    /// The exact check that failed, for the log (never sent to clients).
+    fn reason_detail(&self) -> String {
+        match self {
+            Self::Refused(Reason::Unauthenticated { check, .. }) => check.clone(),
+            Self::Refused(reason) => reason.detail(),
+            Self::PathNormalized => "the path was rewritten to its canonical form".to_owned(),
+        }
+    }
+}
+
+/// Where and from whom a request came, for events.
+#[derive(Debug, Clone, Copy)]
+pub struct EventContext<'a> {
+    /// Request id.
+    pub request_id: &'a str,
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Canonical path if known, otherwise the raw path.
+    pub path: &'a str,
+    /// Matched route pattern, if any.
+    pub route: Option<&'a str>,
+}
+
+/// Writes `event` to the `audit` target.
+pub fn emit(event: &SecurityEvent, context: &EventContext<'_>) {
+    let client_ip = context.client_ip.map(|ip| ip.to_string());
+    tracing::warn!(
+        target: "audit",
+        security = true,
+        event.kind = "security",
+        event.action = %event.name(),
+        event.severity = event.severity().as_str(),
+        event.reason = %event.reason_detail(),
+        http.request.id = context.request_id,
+        http.request.method = context.method,
+        url.path = context.path,
+        http.route = context.route.unwrap_or(""),
+        client.ip = client_ip.as_deref().unwrap_or(""),
+        "security event"
+    );
+}

@@ -1,0 +1,53 @@
+//! The command line: `portcullis serve` and `portcullis check`.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration.
+
+mod check;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::secrets::Environment;
+
+/// A secure front door for HTTP APIs.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (with no --config: the embedded default on 127.0.0.1).
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print its security warnings.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+/// Exit code for an invalid configuration.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Parses the arguments and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Environment::from_process();
+    match cli.command {
+        Command::Serve { config } => serve::run(config.as_deref(), &env),
+        Command::Check { config, strict } => check::run(&config, strict, &env),
+    }
+}

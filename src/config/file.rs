@@ -1,0 +1,174 @@
+//! The raw shape of `portcullis.toml`, exactly as written by the user.
+//!
+//! Every table refuses unknown keys (`deny_unknown_fields`): a misspelled key
+//! must never silently switch a protection off. Values that need a position in
+//! error messages are wrapped in [`Spanned`]. Nothing here is trusted yet:
+//! [`super::Config::from_file`] turns it into a validated [`super::Config`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// `[server]`: listeners, TLS, data directory, trusted proxies.
+    pub server: ServerSection,
+    /// `[limits]`: sizes and timeouts.
+    pub limits: LimitsSection,
+    /// `[headers]`: security headers added to every response.
+    pub headers: HeadersSection,
+    /// `[cors]`: the cross-origin allow-list (absent: no CORS headers at all).
+    pub cors: Option<Spanned<CorsSection>>,
+    /// `[store]`: where users, sessions and audit events live.
+    pub store: StoreSection,
+    /// `[log]`: access and audit log output.
+    pub log: LogSection,
+    /// `[[route]]`: the routes to upstreams.
+    #[serde(rename = "route")]
+    pub routes: Vec<Spanned<RouteSection>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// HTTPS listen address (default `127.0.0.1:8443`).
+    pub https: Option<Spanned<String>>,
+    /// HTTP listen address, or `"off"` (default `127.0.0.1:8080`).
+    pub http: Option<Spanned<String>>,
+    /// `true` when a TLS-terminating proxy sits in front of the HTTP listener:
+    /// it then serves the gateway instead of redirecting, to trusted proxies only.
+    pub http_behind_proxy: Option<bool>,
+    /// The public base URL (redirect target, token issuer).
+    pub public_url: Option<Spanned<String>>,
+    /// Data directory (SQLite database, generated certificate).
+    pub data_dir: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Certificate and key files; absent means a self-signed certificate.
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file holding the certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM file holding the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest request body (`"1MiB"`).
+    pub max_body: Option<Spanned<String>>,
+    /// Largest total size of the request headers (`"16KiB"`).
+    pub max_header_bytes: Option<Spanned<String>>,
+    /// Most request headers.
+    pub max_headers: Option<Spanned<i64>>,
+    /// Longest request target (path and query).
+    pub max_uri_length: Option<Spanned<String>>,
+    /// Time allowed for a client to send its request headers.
+    pub header_timeout: Option<Spanned<String>>,
+    /// Time allowed for a client to send its request body.
+    pub body_timeout: Option<Spanned<String>>,
+    /// Time allowed for the upstream to answer with its headers.
+    pub upstream_timeout: Option<Spanned<String>>,
+    /// Time allowed for a whole request, from headers to response headers.
+    pub request_timeout: Option<Spanned<String>>,
+    /// Most concurrent client connections.
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+/// `[headers]` (global) or `headers = { ... }` (per route): security headers.
+///
+/// Each value is the header value to send, or `"off"` to send none.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersSection {
+    /// `Strict-Transport-Security`.
+    pub strict_transport_security: Option<Spanned<String>>,
+    /// `Content-Security-Policy`.
+    pub content_security_policy: Option<Spanned<String>>,
+    /// `X-Content-Type-Options`.
+    pub x_content_type_options: Option<Spanned<String>>,
+    /// `X-Frame-Options`.
+    pub x_frame_options: Option<Spanned<String>>,
+    /// `Referrer-Policy`.
+    pub referrer_policy: Option<Spanned<String>>,
+    /// `Permissions-Policy`.
+    pub permissions_policy: Option<Spanned<String>>,
+    /// `Cross-Origin-Opener-Policy`.
+    pub cross_origin_opener_policy: Option<Spanned<String>>,
+    /// `Cross-Origin-Resource-Policy`.
+    pub cross_origin_resource_policy: Option<Spanned<String>>,
+    /// `Cache-Control` for responses to requests that carried credentials.
+    pub credentialed_cache_control: Option<Spanned<String>>,
+    /// Upstream response headers to remove (default `Server`, `X-Powered-By`).
+    pub remove: Option<Vec<Spanned<String>>>,
+}
+
+/// `[cors]` (global) or `cors = { ... }` (per route).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSection {
+    /// Origins allowed to call the API from a browser (`"*"` for any, without credentials).
+    pub allowed_origins: Vec<Spanned<String>>,
+    /// Request headers a browser may send.
+    pub allowed_headers: Option<Vec<String>>,
+    /// Response headers a browser script may read.
+    pub exposed_headers: Vec<String>,
+    /// Whether browsers may send cookies / authorization cross-origin.
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Option<Spanned<String>>,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `sqlite://…` or `postgres://…` (password from `PORTCULLIS_STORE_PASSWORD`).
+    pub url: Option<Spanned<String>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `json` (default) or `text`.
+    pub format: Option<Spanned<String>>,
+    /// Default level filter (`info`), overridden by `PORTCULLIS_LOG`.
+    pub level: Option<String>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Path pattern: `/orders/{id}`, `/static/{*rest}`.
+    pub path: Spanned<String>,
+    /// Allowed methods; others get 405.
+    pub methods: Option<Spanned<Vec<String>>>,
+    /// Upstream base URL (`http://127.0.0.1:5000`).
+    pub upstream: Option<Spanned<String>>,
+    /// `none`, `optional` or `required` (the default).
+    pub auth: Option<Spanned<String>>,
+    /// Per-route body limit.
+    pub max_body: Option<Spanned<String>>,
+    /// Per-route upstream timeout.
+    pub upstream_timeout: Option<Spanned<String>>,
+    /// Send the client's `Host` to the upstream instead of the upstream's own.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// A leading path part to remove before forwarding (`/api`).
+    pub strip_prefix: Option<Spanned<String>>,
+    /// Security header overrides for this route.
+    pub headers: Option<HeadersSection>,
+    /// CORS settings for this route (replaces the global `[cors]`).
+    pub cors: Option<Spanned<CorsSection>>,
+}

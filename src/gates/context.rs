@@ -1,0 +1,266 @@
+//! The outermost gate: request id, client address, overall time limit,
+//! problem+json rendering of every refusal, security events and the access
+//! log.
+//!
+//! - Request id: a well-formed incoming `X-Request-Id` (1–128 characters of
+//!   `A-Z a-z 0-9 - _ . :`) is kept, otherwise a new UUID v7 is made; it is
+//!   echoed in the response and in every problem body.
+//! - Client address: see [`crate::proxy::forwarded`].
+//! - Time limit: a request not answered within `limits.request_timeout` gets 408.
+//! - Refusals: a response carrying a [`Rejection`] gets its RFC 9457 body here
+//!   and one [`SecurityEvent`], so every gate refuses the same way.
+//! - Access log: one line per request on the `access` target when the
+//!   response body ends: method, canonical path, route, status, duration,
+//!   bytes, client address, request id.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::{HeaderName, HeaderValue, Request, Response, header};
+use http_body::Frame;
+use ipnet::IpNet;
+use tower::{Layer, Service};
+
+use crate::audit::{self, EventContext, SecurityEvent};
+use crate::body::{Body, BoxError, full};
+use crate::error::{Reason, Rejection};
+use crate::gates::path::CanonicalPath;
+use crate::gates::route::MatchedRoute;
+use crate::proxy::forwarded::{ClientInfo, client_info};
+
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The connection a request arrived on, inserted by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// The request id, in the request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("")
+    }
+}
+
+fn well_formed_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Builds [`Context`] services.
+#[derive(Debug, Clone)]
+pub struct ContextLayer {
+    trusted_proxies: Arc<[IpNet]>,
+    request_timeout: Duration,
+}
+
+impl ContextLayer {
+    /// A layer trusting forwarding headers from `trusted_proxies` and
+    /// answering 408 after `request_timeout`.
+    pub fn new(trusted_proxies: Arc<[IpNet]>, request_timeout: Duration) -> Self {
+        Self { trusted_proxies, request_timeout }
+    }
+}
+
+impl<S> Layer<S> for ContextLayer {
+    type Service = RequestContext<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext { inner, layer: self.clone() }
+    }
+}
+
+/// The service of [`ContextLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+    layer: ContextLayer,
+}
+
+impl<S> Service<Request<Body>> for RequestContext<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let request_id = match request.headers().get(&X_REQUEST_ID) {
+            Some(value) if well_formed_request_id(value) => value.clone(),
+            _ => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).unwrap_or(HeaderValue::from_static("-")),
+        };
+        let connection = request.extensions().get::<ConnectionInfo>().copied();
+        let client =
+            connection.map(|c| client_info(c.peer.ip(), c.tls, request.headers(), &self.layer.trusted_proxies));
+        if let Some(client) = client {
+            request.extensions_mut().insert(client);
+        }
+        request.extensions_mut().insert(RequestId(request_id.clone()));
+        let summary = RequestSummary {
+            request_id,
+            method: request.method().as_str().into(),
+            raw_path: request.uri().path().chars().take(256).collect(),
+            client_ip: client.map(|c: ClientInfo| c.ip),
+            started,
+        };
+        let future = tokio::time::timeout(self.layer.request_timeout, self.inner.call(request));
+        Box::pin(future.map(move |outcome| {
+            let response = match outcome {
+                Ok(Ok(response)) => response,
+                Err(_) => Rejection::new(Reason::RequestTimeout).into_response(),
+            };
+            Ok(summary.finish(response))
+        }))
+    }
+}
+
+/// What the access log and events need about a request.
+struct RequestSummary {
+    request_id: HeaderValue,
+    method: Box<str>,
+    raw_path: Box<str>,
+    client_ip: Option<IpAddr>,
+    started: Instant,
+}
+
+impl RequestSummary {
+    fn finish(self, mut response: Response<Body>) -> Response<Body> {
+        let route = response.extensions().get::<MatchedRoute>().map(|r| r.0.clone());
+        let path: Box<str> = response
+            .extensions()
+            .get::<CanonicalPath>()
+            .map_or_else(|| self.raw_path.clone(), |p| p.canonical().into());
+        let request_id = self.request_id.to_str().unwrap_or("-").to_owned();
+        if let Some(rejection) = response.extensions_mut().remove::<Rejection>() {
+            let body = rejection.problem_json(&request_id);
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            *response.body_mut() = full(body);
+            audit::emit(
+                &SecurityEvent::Refused(rejection.reason),
+                &EventContext {
+                    request_id: &request_id,
+                    client_ip: self.client_ip,
+                    method: &self.method,
+                    path: &path,
+                    route: route.as_deref(),
+                },
+            );
+        }
+        response.headers_mut().insert(X_REQUEST_ID.clone(), self.request_id.clone());
+        let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let log = AccessLog {
+            request_id,
+            method: self.method,
+            path,
+            route,
+            status,
+            client_ip: self.client_ip,
+            started: self.started,
+            bytes: 0,
+        };
+        Response::from_parts(parts, crate::body::boxed(LoggedBody { inner: body, log }))
+    }
+}
+
+/// One access log line, written when the response body is done.
+struct AccessLog {
+    request_id: String,
+    method: Box<str>,
+    path: Box<str>,
+    route: Option<Arc<str>>,
+    status: u16,
+    client_ip: Option<IpAddr>,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        let client_ip = self.client_ip.map(|ip| ip.to_string());
+        tracing::info!(
+            target: "access",
+            access = true,
+            http.request.id = %self.request_id,
+            http.request.method = %self.method,
+            url.path = %self.path,
+            http.route = self.route.as_deref().unwrap_or(""),
+            http.response.status_code = self.status,
+            http.response.body.bytes = self.bytes,
+            event.duration = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            client.ip = client_ip.as_deref().unwrap_or(""),
+            "request"
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct LoggedBody {
+        #[pin]
+        inner: Body,
+        log: AccessLog,
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.log.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert!(well_formed_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(!well_formed_request_id(&HeaderValue::from_static("")));
+        assert!(!well_formed_request_id(&HeaderValue::from_static("a b")));
+        assert!(!well_formed_request_id(&HeaderValue::from_static("<script>")));
+        assert!(!well_formed_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()));
+    }
+}

@@ -1,0 +1,9 @@
+//! The gates a request passes, one module each; [`crate::stack`] orders them.
+
+pub mod authn;
+pub mod context;
+pub mod cors;
+pub mod headers;
+pub mod limits;
+pub mod path;
+pub mod route;

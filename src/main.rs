@@ -1,0 +1,5 @@
+//! The `portcullis` binary: see `portcullis --help`.
+
+fn main() -> std::process::ExitCode {
+    portcullis::cli::run()
+}

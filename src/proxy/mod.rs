@@ -1,0 +1,252 @@
+//! The reverse proxy: the handler at the end of a route's gates.
+//!
+//! Sends the request to the route's upstream over a pooled keep-alive
+//! connection and streams the answer back. On the way it:
+//! - builds the upstream URI from the canonical path (minus `strip_prefix`,
+//!   plus the upstream's base path) and the original query;
+//! - removes hop-by-hop headers and every gateway-owned identity header;
+//! - sets `X-Forwarded-For/-Proto/-Host` and `Forwarded` (see [`forwarded`]);
+//! - buffers bodies without `Content-Length` (chunked) up to the route's
+//!   limit before sending, so an oversized upload never reaches the upstream
+//!   even in part;
+//! - answers 502 when the upstream cannot be reached, 504 after the route's
+//!   `upstream_timeout`, 413 when a streamed body passes the limit, 408 when a
+//!   buffered body is not received within `limits.body_timeout`.
+
+pub mod forwarded;
+pub mod headers;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Service;
+
+use crate::body::{Body, boxed, full, is_body_too_large};
+use crate::config::{RouteConfig, Upstream};
+use crate::error::{Reason, Rejection};
+use crate::gates::context::RequestId;
+use crate::gates::path::CanonicalPath;
+use forwarded::{ClientInfo, set_forwarding_headers};
+
+/// The pooled client every route shares.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Builds the shared upstream client: keep-alive pool with idle expiry,
+/// HTTPS upstreams verified against the system's root certificates.
+pub fn upstream_client(idle_timeout: Duration) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_native_roots() {
+        Ok(builder) => builder,
+        Err(error) => {
+            tracing::warn!(%error, "no system root certificates: HTTPS upstreams will fail verification");
+            let roots = rustls::RootCertStore::empty();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle_timeout)
+        .pool_max_idle_per_host(512)
+        .build(connector)
+}
+
+/// Where and how one route forwards.
+#[derive(Debug, Clone)]
+pub struct ProxyTarget {
+    upstream: Upstream,
+    strip_prefix: Option<String>,
+    preserve_host: bool,
+    upstream_timeout: Duration,
+    body_timeout: Duration,
+    max_body: u64,
+}
+
+impl ProxyTarget {
+    /// The target of `route`; `body_timeout` bounds buffering a chunked body.
+    pub fn new(route: &RouteConfig, body_timeout: Duration) -> Self {
+        Self {
+            upstream: route.upstream.clone(),
+            strip_prefix: route.strip_prefix.clone(),
+            preserve_host: route.preserve_host,
+            upstream_timeout: route.upstream_timeout,
+            body_timeout,
+            max_body: route.max_body,
+        }
+    }
+
+    fn upstream_uri(&self, forward_path: &str, query: Option<&str>) -> Option<Uri> {
+        let mut path = forward_path;
+        if let Some(prefix) = &self.strip_prefix
+            && let Some(rest) = path.strip_prefix(prefix.as_str())
+        {
+            path = if rest.is_empty() { "/" } else { rest };
+        }
+        let mut target =
+            String::with_capacity(self.upstream.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+        target.push_str(&self.upstream.base_path);
+        target.push_str(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        Uri::builder()
+            .scheme(self.upstream.scheme.clone())
+            .authority(self.upstream.authority.clone())
+            .path_and_query(PathAndQuery::try_from(target).ok()?)
+            .build()
+            .ok()
+    }
+}
+
+/// The proxy handler of one route.
+#[derive(Clone)]
+pub struct Proxy {
+    client: UpstreamClient,
+    target: Arc<ProxyTarget>,
+}
+
+impl Proxy {
+    /// A handler sending to `target` through `client`.
+    pub fn new(client: UpstreamClient, target: ProxyTarget) -> Self {
+        Self { client, target: Arc::new(target) }
+    }
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let client = self.client.clone();
+        let target = self.target.clone();
+        Box::pin(async move {
+            Ok(match forward(client, &target, request).await {
+                Ok(response) => response,
+                Err(reason) => Rejection::new(reason).into_response(),
+            })
+        })
+    }
+}
+
+async fn forward(
+    client: UpstreamClient,
+    target: &ProxyTarget,
+    request: Request<Body>,
+) -> Result<Response<Body>, Reason> {
+    let (mut parts, body) = request.into_parts();
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.as_str().to_owned()).unwrap_or_default();
+    let forward_path = parts.extensions.get::<CanonicalPath>().map(CanonicalPath::forward).ok_or(Reason::Internal)?;
+    let client_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(ToString::to_string));
+    parts.uri = target.upstream_uri(&forward_path, parts.uri.query()).ok_or(Reason::Internal)?;
+    headers::remove_hop_by_hop(&mut parts.headers);
+    headers::remove_gateway_owned(&mut parts.headers);
+    if let Some(client) = parts.extensions.get::<ClientInfo>() {
+        set_forwarding_headers(&mut parts.headers, client, client_host.as_deref());
+    }
+    match client_host.as_deref().map(http::HeaderValue::from_str) {
+        Some(Ok(host)) if target.preserve_host => {
+            parts.headers.insert(header::HOST, host);
+        }
+        _ => {
+            // hyper sets Host from the upstream URI.
+            parts.headers.remove(header::HOST);
+        }
+    }
+    parts.version = Version::HTTP_11;
+    let body = if parts.headers.contains_key(header::CONTENT_LENGTH) || body.is_end_stream() {
+        body
+    } else {
+        // No declared length: read it whole (it is already limited) before
+        // anything reaches the upstream.
+        let collected = tokio::time::timeout(target.body_timeout, body.collect())
+            .await
+            .map_err(|_| Reason::RequestTimeout)?
+            .map_err(|e| match is_body_too_large(e.as_ref()) {
+                Some(_) => Reason::PayloadTooLarge { limit: target.max_body },
+                None => Reason::AmbiguousRequest { detail: "The request body could not be read." },
+            })?
+            .to_bytes();
+        if !collected.is_empty() {
+            parts.headers.insert(header::CONTENT_LENGTH, collected.len().into());
+        }
+        full(collected)
+    };
+    let upstream_request = Request::from_parts(parts, body);
+    let response = match tokio::time::timeout(target.upstream_timeout, client.request(upstream_request)).await {
+        Err(_) => return Err(Reason::GatewayTimeout),
+        Ok(Err(error)) => {
+            if is_body_too_large(&error).is_some() {
+                return Err(Reason::PayloadTooLarge { limit: target.max_body });
+            }
+            tracing::warn!(target: "portcullis::proxy", request_id, upstream = %target.upstream.authority, error = %error_chain(&error), "upstream request failed");
+            return Err(Reason::BadGateway);
+        }
+        Ok(Ok(response)) => response,
+    };
+    let (mut parts, body) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, boxed(body)))
+}
+
+/// An error and its sources, joined with `: ` (for logs only).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn target(extra: &str) -> ProxyTarget {
+        let toml = format!(
+            "[[route]]\npath = \"/api/{{*rest}}\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:9/v1\"\n{extra}"
+        );
+        let config = Config::from_text("t", &toml, &Default::default()).unwrap();
+        ProxyTarget::new(&config.routes[0], Duration::from_secs(1))
+    }
+
+    #[test]
+    fn upstream_uri_joins_base_path_prefix_and_query() {
+        let t = target("");
+        assert_eq!(t.upstream_uri("/api/x", Some("a=1")).unwrap().to_string(), "http://127.0.0.1:9/v1/api/x?a=1");
+        let t = target("strip_prefix = \"/api\"");
+        assert_eq!(t.upstream_uri("/api/x/", None).unwrap().to_string(), "http://127.0.0.1:9/v1/x/");
+        assert_eq!(t.upstream_uri("/api", None).unwrap().to_string(), "http://127.0.0.1:9/v1/");
+    }
+}

@@ -1,0 +1,98 @@
+//! The one place where the gates are put in order.
+//!
+//! Shared gates, in request order (`ServiceBuilder` runs top to bottom):
+//!
+//! 1. [`ContextLayer`]: request id, client address, overall time limit,
+//!    problem+json rendering, security events, access log. Outermost, so
+//!    that every refusal below is rendered and logged the same way.
+//! 2. [`SecurityHeadersLayer`]: response headers. Outside every gate that can
+//!    refuse, so 401/404/413/502 answers carry them too.
+//! 3. [`RequestLimitsLayer`]: URI length, header count and size, framing
+//!    (smuggling) checks — before anything reads the request.
+//! 4. [`PathLayer`]: the canonical path, once; every later gate sees only it.
+//! 5. [`RouteDispatch`]: route match (404/405), then the route's own stack.
+//!
+//! Each route's stack, in request order:
+//!
+//! 1. CORS (when configured): answers preflights before authentication,
+//!    since browsers send them without credentials.
+//! 2. [`AuthnLayer`]: the route's auth mode (deny by default).
+//! 3. [`BodyLimitLayer`]: the route's body limit, after authentication so an
+//!    anonymous client cannot make the gateway read a body at all.
+//! 4. [`Proxy`]: the upstream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use crate::body::Body;
+use crate::config::{Config, RouteConfig};
+use crate::gates::authn::AuthnLayer;
+use crate::gates::context::ContextLayer;
+use crate::gates::headers::{RouteHeaderPolicy, SecurityHeadersLayer};
+use crate::gates::limits::{BodyLimitLayer, RequestLimitsLayer};
+use crate::gates::path::PathLayer;
+use crate::gates::route::{RouteDispatch, RouteEntry, RouteService, RouteTable};
+use crate::health::Health;
+use crate::proxy::{Proxy, ProxyTarget, UpstreamClient};
+use crate::server::redirect::{RedirectToHttps, RefuseUntrustedPeer};
+use crate::store::Store;
+
+/// A complete, boxed service: what a listener serves.
+pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// Wraps `inner` in the gates every response passes: context and headers.
+fn outer<S>(config: &Config, inner: S) -> GatewayService
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let trusted: Arc<[ipnet::IpNet]> = config.server.trusted_proxies.clone().into();
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(ContextLayer::new(trusted, config.limits.request_timeout))
+            .layer(SecurityHeadersLayer::new(config.headers.clone()))
+            .service(inner),
+    )
+}
+
+/// The full gateway: every gate, the routes and the built-in endpoints.
+pub fn gateway(config: &Config, store: Store, client: &UpstreamClient) -> Result<GatewayService, String> {
+    let table = Arc::new(RouteTable::new(&config.routes).map_err(|(_, message)| message)?);
+    let routes = config.routes.iter().map(|route| route_entry(config, route, client)).collect();
+    let builtin = BoxCloneSyncService::new(Health::new(store));
+    let limits = RequestLimitsLayer {
+        max_headers: config.limits.max_headers,
+        max_header_bytes: config.limits.max_header_bytes,
+        max_uri_length: config.limits.max_uri_length,
+    };
+    let inner =
+        ServiceBuilder::new().layer(limits).layer(PathLayer).service(RouteDispatch::new(table, routes, builtin));
+    Ok(outer(config, inner))
+}
+
+fn route_entry(config: &Config, route: &RouteConfig, client: &UpstreamClient) -> RouteEntry {
+    let proxy = Proxy::new(client.clone(), ProxyTarget::new(route, config.limits.body_timeout));
+    let service: RouteService = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
+            .layer(AuthnLayer::new(route.auth))
+            .layer(BodyLimitLayer { max_body: route.max_body })
+            .service(proxy),
+    );
+    RouteEntry { service, headers: RouteHeaderPolicy(route.headers.clone()) }
+}
+
+/// What the plain-HTTP listener serves when it only redirects to the HTTPS
+/// listener on `https_port`.
+pub fn redirect(config: &Config, https_port: u16) -> GatewayService {
+    outer(config, RedirectToHttps::new(config.server.public_url.clone(), https_port))
+}
+
+/// What a behind-proxy HTTP listener serves to peers that are not trusted proxies.
+pub fn refuse_untrusted(config: &Config) -> GatewayService {
+    outer(config, RefuseUntrustedPeer)
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests: the real `portcullis` binary, over real TLS, in front of
+//! a real upstream HTTP server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+// Default start, redirect, TLS, certificate reload, headers, ids, health, shutdown.
+mod serving;
+// Forwarding headers, hop-by-hop hygiene, upstream failures, CORS.
+mod proxying;
+// Path normalization tricks against route rules.
+mod path_safety;
+// Body, header and URI limits; smuggling; slow and excess clients.
+mod limits;
+// `portcullis check` and configuration errors.
+mod check;
+// Secrets: from the environment only, refused when weak, never logged.
+mod secrets;
