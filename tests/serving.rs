@@ -211,3 +211,30 @@ async fn sigterm_finishes_requests_in_flight() {
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(server.logs().contains("stopped"));
 }
+
+#[tokio::test]
+async fn readyz_reports_an_unreachable_store() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = format!("{TEST_SERVER}[store]\nurl = \"postgres://portcullis@127.0.0.1:{port}/portcullis\"\n");
+    let server = Portcullis::start(&config, &[]);
+    let client = server.client();
+    assert_eq!(client.get(server.url("/healthz")).send().await.unwrap().status(), 200, "alive");
+    let response = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "not ready");
+}
+
+#[tokio::test]
+async fn requests_past_the_request_timeout_get_408() {
+    let upstream = Upstream::start().await;
+    let config = format!(
+        "{TEST_SERVER}[limits]\nrequest_timeout = \"700ms\"\n[[route]]\npath = \"/slow\"\nmethods = [\"GET\"]\nupstream = \"{}\"\nauth = \"none\"\n",
+        upstream.url()
+    );
+    let server = Portcullis::start(&config, &[]);
+    let response = server.client().get(server.url("/slow")).send().await.unwrap();
+    problem(response, 408, "request-timeout").await;
+}

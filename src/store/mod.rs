@@ -40,7 +40,8 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects to `url`, creating the SQLite file (and its directory) when missing.
+    /// Opens `url`: SQLite at once (creating the file and its directory when
+    /// missing), PostgreSQL lazily (connections are made when first needed).
     pub async fn connect(url: &str, password: Option<&Secret>) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -61,11 +62,12 @@ impl Store {
             if let Some(password) = password {
                 options = options.password(password.expose());
             }
+            // Lazy: the gateway starts while the database is down and reports
+            // it in /readyz instead of refusing to start.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
-                .await?;
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy_with(options);
             Ok(Self::Postgres(pool))
         }
     }
