@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -46,6 +47,11 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// The error a [`LimitedBody`] yields when the body is not complete by its deadline.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("request body not received in time")]
+pub struct BodyTimedOut;
+
 /// The error a [`LimitedBody`] yields once more than its limit has streamed.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("request body larger than {limit} bytes")]
@@ -56,19 +62,27 @@ pub struct BodyTooLarge {
 
 pin_project_lite::pin_project! {
     /// A body that fails with [`BodyTooLarge`] as soon as more than `limit`
-    /// bytes have passed, so a chunked upload cannot exceed the limit.
+    /// bytes have passed, so a chunked upload cannot exceed the limit, and
+    /// with [`BodyTimedOut`] when it is not complete by its deadline.
     pub struct LimitedBody<B> {
         #[pin]
         inner: B,
         remaining: u64,
         limit: u64,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
 impl<B> LimitedBody<B> {
     /// Limits `inner` to `limit` bytes.
     pub fn new(inner: B, limit: u64) -> Self {
-        Self { inner, remaining: limit, limit }
+        Self { inner, remaining: limit, limit, deadline: None }
+    }
+
+    /// Also fails the body if it is not complete within `timeout`.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
     }
 }
 
@@ -82,6 +96,11 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -95,7 +114,10 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                *this.deadline = None;
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -109,12 +131,12 @@ where
     }
 }
 
-/// True when `error` (or one of its sources) is a [`BodyTooLarge`].
-pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> Option<BodyTooLarge> {
+/// The first error of type `E` in `error`'s chain (itself, then its sources).
+pub fn find_cause<E: std::error::Error + Copy + 'static>(error: &(dyn std::error::Error + 'static)) -> Option<E> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        if let Some(too_large) = e.downcast_ref::<BodyTooLarge>() {
-            return Some(*too_large);
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(*found);
         }
         current = e.source();
     }
@@ -134,6 +156,14 @@ mod tests {
     #[tokio::test]
     async fn limited_body_fails_past_the_limit() {
         let err = LimitedBody::new(full("01234"), 4).collect().await.unwrap_err();
-        assert_eq!(is_body_too_large(err.as_ref()).map(|e| e.limit), Some(4));
+        assert_eq!(find_cause::<BodyTooLarge>(err.as_ref()).map(|e| e.limit), Some(4));
+    }
+
+    #[tokio::test]
+    async fn limited_body_fails_after_its_deadline() {
+        let body = http_body_util::StreamBody::new(futures_util::stream::pending::<Result<Frame<Bytes>, BoxError>>());
+        let limited = LimitedBody::new(body, 100).with_timeout(std::time::Duration::from_millis(20));
+        let err = limited.collect().await.unwrap_err();
+        assert!(find_cause::<BodyTimedOut>(err.as_ref()).is_some());
     }
 }

@@ -75,12 +75,12 @@ pub fn gateway(config: &Config, store: Store, client: &UpstreamClient) -> Result
 }
 
 fn route_entry(config: &Config, route: &RouteConfig, client: &UpstreamClient) -> RouteEntry {
-    let proxy = Proxy::new(client.clone(), ProxyTarget::new(route, config.limits.body_timeout));
+    let proxy = Proxy::new(client.clone(), ProxyTarget::new(route));
     let service: RouteService = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
             .layer(AuthnLayer::new(route.auth))
-            .layer(BodyLimitLayer { max_body: route.max_body })
+            .layer(BodyLimitLayer { max_body: route.max_body, body_timeout: config.limits.body_timeout })
             .service(proxy),
     );
     RouteEntry { service, headers: RouteHeaderPolicy(route.headers.clone()) }

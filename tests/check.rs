@@ -58,6 +58,9 @@ fn environment_overrides_are_checked_too() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("PORTCULLIS_LIMITS__MAX_BODY"), "{out}");
     assert!(out.contains(":2:12: error"), "{out}");
+    let (code, out) = run_cli(dir.path(), &["check", "--config", "p.toml"], &[("PORTCULLIS_LIMITS_MAX_BODY", "2MiB")]);
+    assert_eq!(code, 2, "a misspelled override is an error: {out}");
+    assert!(out.contains("unknown variable PORTCULLIS_LIMITS_MAX_BODY"), "{out}");
 }
 
 #[test]

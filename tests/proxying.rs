@@ -95,14 +95,19 @@ async fn unreachable_upstream_is_a_fast_502() {
 #[tokio::test]
 async fn slow_upstream_is_a_504_after_the_route_timeout() {
     let upstream = Upstream::start().await;
-    let config =
-        format!("{TEST_SERVER}{}", route(&upstream.url(), "/slow", "[\"GET\"]", "upstream_timeout = \"500ms\""));
+    let config = format!(
+        "{TEST_SERVER}{}",
+        route(&upstream.url(), "/slow", "[\"GET\", \"POST\"]", "upstream_timeout = \"500ms\"")
+    );
     let server = Portcullis::start(&config, &[]);
     let started = Instant::now();
     let response = server.client().get(server.url("/slow")).send().await.unwrap();
     let elapsed = started.elapsed();
     problem(response, 504, "gateway-timeout").await;
     assert!(elapsed >= Duration::from_millis(450) && elapsed < Duration::from_millis(2900), "{elapsed:?}");
+    // A complete body sent to a slow upstream: still the upstream's fault.
+    let response = server.client().post(server.url("/slow")).body("{\"a\":1}").send().await.unwrap();
+    problem(response, 504, "gateway-timeout").await;
 }
 
 #[tokio::test]
@@ -124,8 +129,9 @@ async fn methods_not_listed_are_refused_with_allow() {
 async fn cors_allow_list() {
     let upstream = Upstream::start().await;
     let config = format!(
-        "{TEST_SERVER}[cors]\nallowed_origins = [\"https://app.example.com\"]\nallow_credentials = true\n{}",
-        route(&upstream.url(), "/data", "[\"GET\", \"PUT\"]", "")
+        "{TEST_SERVER}[cors]\nallowed_origins = [\"https://app.example.com\"]\nallow_credentials = true\n{}{}",
+        route(&upstream.url(), "/data", "[\"GET\"]", ""),
+        route(&upstream.url(), "/data", "[\"PUT\", \"DELETE\"]", "")
     );
     let server = Portcullis::start(&config, &[]);
     let client = server.client();
@@ -139,6 +145,8 @@ async fn cors_allow_list() {
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.example.com");
     assert_eq!(preflight.headers()["access-control-allow-credentials"], "true");
+    let allowed = preflight.headers()["access-control-allow-methods"].to_str().unwrap();
+    assert!(allowed.contains("PUT"), "the preflight answer comes from the route allowing PUT: {allowed}");
     assert!(upstream.requests().is_empty(), "the preflight was answered by the gateway");
     let simple = client.get(server.url("/data")).header("origin", "https://app.example.com").send().await.unwrap();
     assert_eq!(simple.headers()["access-control-allow-origin"], "https://app.example.com");

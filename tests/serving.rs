@@ -123,6 +123,7 @@ async fn request_ids_are_kept_when_well_formed_and_replaced_otherwise() {
     let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(id, "<script>alert(1)</script>");
     assert_eq!(id.len(), 36, "a UUID");
+    assert_eq!(upstream.last().header("x-request-id"), Some(id.as_str()), "the upstream sees the same id");
     let logs = server.wait_for_log(&id);
     let line = logs.lines().find(|l| l.contains(&id) && l.contains("\"target\":\"access\"")).unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -228,13 +229,26 @@ async fn readyz_reports_an_unreachable_store() {
 }
 
 #[tokio::test]
-async fn requests_past_the_request_timeout_get_408() {
+async fn slow_request_bodies_get_408() {
     let upstream = Upstream::start().await;
-    let config = format!(
-        "{TEST_SERVER}[limits]\nrequest_timeout = \"700ms\"\n[[route]]\npath = \"/slow\"\nmethods = [\"GET\"]\nupstream = \"{}\"\nauth = \"none\"\n",
+    let route = format!(
+        "[[route]]\npath = \"/in\"\nmethods = [\"POST\"]\nupstream = \"{}\"\nauth = \"none\"\n",
         upstream.url()
     );
-    let server = Portcullis::start(&config, &[]);
-    let response = server.client().get(server.url("/slow")).send().await.unwrap();
-    problem(response, 408, "request-timeout").await;
+    // The whole-request limit, and the body limit, each on its own.
+    for limits in
+        ["request_timeout = \"1s\"\nupstream_timeout = \"500ms\"\nbody_timeout = \"30s\"", "body_timeout = \"700ms\""]
+    {
+        let server = Portcullis::start(&format!("{TEST_SERVER}[limits]\n{limits}\n{route}"), &[]);
+        let started = std::time::Instant::now();
+        let answer = crate::util::raw_tls(
+            &server,
+            b"POST /in HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n12345",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{limits}: {answer}");
+        assert!(answer.contains("urn:portcullis:problem:request-timeout"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
 }

@@ -18,7 +18,9 @@ pub(super) fn run(path: Option<&Path>, env: &Environment) -> ExitCode {
         }
     };
     crate::logging::init(&config.log, env);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The control runtime: signals, reloads, start-up. Serving runs on
+    // per-core worker threads (see `server`).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");

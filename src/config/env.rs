@@ -6,7 +6,8 @@
 //! first route's upstream. The value is read as a TOML value when it parses as
 //! one (`500`, `true`, `["10.0.0.0/8"]`) and as a string otherwise.
 //! Variables without `__` (secrets, `PORTCULLIS_LOG`, `PORTCULLIS_CONFIG`) are
-//! never overrides.
+//! never overrides, and any other `PORTCULLIS_` variable without `__` is an
+//! error: a misspelled override must not be silently ignored.
 //!
 //! ```
 //! use portcullis::config::env::apply_overrides;
@@ -19,7 +20,7 @@
 
 use toml_edit::{DocumentMut, Item, Table, Value};
 
-use super::secrets::Environment;
+use super::secrets::{ALL_SECRETS, Environment};
 
 /// The prefix of every Portcullis variable.
 pub const PREFIX: &str = "PORTCULLIS_";
@@ -29,6 +30,13 @@ pub const PREFIX: &str = "PORTCULLIS_";
 /// Returns the new text (unchanged lines keep their positions, so errors in
 /// the file still point at the right line) and the variables applied.
 pub fn apply_overrides(text: &str, env: &Environment) -> Result<(String, Vec<String>), String> {
+    if let Some((unknown, _)) =
+        env.with_prefix(PREFIX).find(|(name, _)| !name[PREFIX.len()..].contains("__") && !is_known_variable(name))
+    {
+        return Err(format!(
+            "unknown variable {unknown}: configuration overrides are written PORTCULLIS_<SECTION>__<KEY> (two underscores)"
+        ));
+    }
     let overrides: Vec<(&str, &str)> =
         env.with_prefix(PREFIX).filter(|(name, _)| name[PREFIX.len()..].contains("__")).collect();
     if overrides.is_empty() {
@@ -42,6 +50,13 @@ pub fn apply_overrides(text: &str, env: &Environment) -> Result<(String, Vec<Str
         applied.push(name.to_owned());
     }
     Ok((doc.to_string(), applied))
+}
+
+/// Variables without `__` that Portcullis reads: secrets (and their
+/// `_FILE` forms), the log filter and the configuration path.
+fn is_known_variable(name: &str) -> bool {
+    let base = name.strip_suffix("_FILE").unwrap_or(name);
+    ALL_SECRETS.contains(&base) || matches!(name, "PORTCULLIS_LOG" | "PORTCULLIS_CONFIG")
 }
 
 fn parse_value(raw: &str) -> Value {
@@ -122,6 +137,15 @@ mod tests {
         assert_eq!(out.lines().nth(5), Some("path = \"/b\""));
         let err = apply_overrides(text, &Environment::from_pairs([("PORTCULLIS_ROUTE__7__PATH", "/c")]));
         assert!(err.unwrap_err().contains("no entry 7"));
+    }
+
+    #[test]
+    fn misspelled_variables_are_errors() {
+        let env = Environment::from_pairs([("PORTCULLIS_LIMITS_MAX_BODY", "2MiB")]);
+        let err = apply_overrides("", &env).unwrap_err();
+        assert!(err.contains("PORTCULLIS_LIMITS_MAX_BODY"), "{err}");
+        let env = Environment::from_pairs([("PORTCULLIS_STORE_PASSWORD_FILE", "/run/secrets/pw")]);
+        assert!(apply_overrides("", &env).is_ok());
     }
 
     #[test]

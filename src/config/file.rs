@@ -44,7 +44,8 @@ pub struct ServerSection {
     pub public_url: Option<Spanned<String>>,
     /// Data directory (SQLite database, generated certificate).
     pub data_dir: Option<String>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Peers whose `X-Forwarded-For` and `X-Forwarded-Proto` headers are
+    /// believed (and whose `Forwarded` chain is kept when forwarding).
     pub trusted_proxies: Vec<Spanned<String>>,
     /// Certificate and key files; absent means a self-signed certificate.
     pub tls: Option<TlsSection>,
@@ -108,7 +109,8 @@ pub struct HeadersSection {
     pub cross_origin_resource_policy: Option<Spanned<String>>,
     /// `Cache-Control` for responses to requests that carried credentials.
     pub credentialed_cache_control: Option<Spanned<String>>,
-    /// Upstream response headers to remove (default `Server`, `X-Powered-By`).
+    /// Upstream response headers to remove (default `Server`, `X-Powered-By`,
+    /// `X-AspNet-Version`, `X-AspNetMvc-Version`).
     pub remove: Option<Vec<Spanned<String>>>,
 }
 
@@ -120,8 +122,8 @@ pub struct CorsSection {
     pub allowed_origins: Vec<Spanned<String>>,
     /// Request headers a browser may send.
     pub allowed_headers: Option<Vec<String>>,
-    /// Response headers a browser script may read.
-    pub exposed_headers: Vec<String>,
+    /// Response headers a browser script may read (default `X-Request-Id`).
+    pub exposed_headers: Option<Vec<String>>,
     /// Whether browsers may send cookies / authorization cross-origin.
     pub allow_credentials: bool,
     /// How long a browser may cache a preflight answer.

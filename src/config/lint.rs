@@ -18,12 +18,12 @@ pub(super) fn lint_file(v: &mut Validator<'_>, raw: &FileConfig, server: &Server
     if let Some(cors) = &raw.cors {
         lint_cors(v, cors, "[cors]");
     }
-    if let Some(http) = &raw.server.http
-        && http.get_ref() != OFF
-        && server.http_behind_proxy
-        && server.trusted_proxies.is_empty()
-    {
-        v.warn(http, "plain HTTP is served behind a proxy but `server.trusted_proxies` is empty: every connection will be refused");
+    if server.http.is_some() && server.http_behind_proxy && server.trusted_proxies.is_empty() {
+        let message = "plain HTTP is served behind a proxy but `server.trusted_proxies` is empty: every connection will be refused";
+        match &raw.server.http {
+            Some(http) => v.warn(http, message),
+            None => v.warn_nowhere(message),
+        }
     }
     if server.http_behind_proxy && server.http.is_some() {
         v.warn_nowhere("plain HTTP is served to trusted proxies: make sure they terminate TLS");

@@ -334,10 +334,11 @@ fn cors_policy(v: &mut Validator<'_>, section: &Spanned<CorsSection>) -> CorsPol
             v.error(section, "`allowed_headers` holds something that is not a header name");
         }
     }
-    policy.exposed_headers =
-        c.exposed_headers.iter().filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()).collect();
-    if policy.exposed_headers.len() != c.exposed_headers.len() {
-        v.error(section, "`exposed_headers` holds something that is not a header name");
+    if let Some(exposed) = &c.exposed_headers {
+        policy.exposed_headers = exposed.iter().filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()).collect();
+        if policy.exposed_headers.len() != exposed.len() {
+            v.error(section, "`exposed_headers` holds something that is not a header name");
+        }
     }
     policy.max_age = v.duration(c.max_age.as_ref(), "cors.max_age", policy.max_age);
     policy
@@ -376,7 +377,11 @@ fn validate_log(v: &mut Validator<'_>, raw: &FileConfig) -> LogConfig {
             }
         },
     };
-    LogConfig { format, level: raw.log.level.clone().unwrap_or_else(|| "info".to_owned()) }
+    let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        v.error_nowhere(format!("`log.level` = \"{level}\" is not a filter like \"info\" or \"info,access=off\""));
+    }
+    LogConfig { format, level }
 }
 
 /// Paths the gateway answers itself; routes may not claim them.
@@ -463,7 +468,7 @@ fn validate_route(
         let valid = prefix.starts_with('/')
             && !prefix.ends_with('/')
             && literal.starts_with(prefix.as_str())
-            && matches!(literal.as_bytes().get(prefix.len()), None | Some(b'/'));
+            && matches!(pattern.as_bytes().get(prefix.len()), None | Some(b'/'));
         if !valid {
             v.error(
                 value,
@@ -479,6 +484,16 @@ fn validate_route(
         Some(section) => Some(Arc::new(cors_policy(v, section))),
         None => global_cors.cloned(),
     };
+    if cors.is_some()
+        && methods.contains(&Method::OPTIONS)
+        && let Some(list) = &r.methods
+    {
+        v.error(
+            list,
+            "a route with CORS cannot send OPTIONS upstream: the gateway answers OPTIONS (preflights) itself",
+        );
+        ok = false;
+    }
     let route = RouteConfig {
         pattern,
         methods,
@@ -492,6 +507,18 @@ fn validate_route(
         cors,
         location: v.location(&r.path),
     };
+    if route.upstream_timeout >= limits.request_timeout {
+        let message = format!(
+            "`upstream_timeout` ({}) must be shorter than `limits.request_timeout` ({}), or the upstream is never the one blamed",
+            super::units::format_duration(route.upstream_timeout),
+            super::units::format_duration(limits.request_timeout)
+        );
+        match &r.upstream_timeout {
+            Some(value) => v.error(value, message),
+            None => v.error(&r.path, message),
+        }
+        ok = false;
+    }
     lint::lint_route(v, spanned, &route);
     ok.then_some(route)
 }

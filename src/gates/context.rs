@@ -3,8 +3,8 @@
 //! log.
 //!
 //! - Request id: a well-formed incoming `X-Request-Id` (1–128 characters of
-//!   `A-Z a-z 0-9 - _ . :`) is kept, otherwise a new UUID v7 is made; it is
-//!   echoed in the response and in every problem body.
+//!   `A-Z a-z 0-9 - _ . :`) is kept, otherwise a new UUID-shaped id is made;
+//!   it is sent upstream, echoed in the response and in every problem body.
 //! - Client address: see [`crate::proxy::forwarded`].
 //! - Time limit: a request not answered within `limits.request_timeout` gets 408.
 //! - Refusals: a response carrying a [`Rejection`] gets its RFC 9457 body here
@@ -56,6 +56,27 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         self.0.to_str().unwrap_or("")
     }
+}
+
+/// A new request id: a random per-process prefix and a counter, formatted
+/// like a UUID (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`). Unique across
+/// instances with overwhelming probability, and free of system calls.
+fn new_request_id() -> HeaderValue {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let id = format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        prefix >> 32,
+        (prefix >> 16) & 0xffff,
+        prefix & 0xffff,
+        (n >> 48) & 0xffff,
+        n & 0xffff_ffff_ffff
+    );
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 fn well_formed_request_id(value: &HeaderValue) -> bool {
@@ -110,7 +131,7 @@ where
         let started = Instant::now();
         let request_id = match request.headers().get(&X_REQUEST_ID) {
             Some(value) if well_formed_request_id(value) => value.clone(),
-            _ => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).unwrap_or(HeaderValue::from_static("-")),
+            _ => new_request_id(),
         };
         let connection = request.extensions().get::<ConnectionInfo>().copied();
         let client =
@@ -118,6 +139,8 @@ where
         if let Some(client) = client {
             request.extensions_mut().insert(client);
         }
+        // The upstream sees the same id as the client and the logs.
+        request.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         request.extensions_mut().insert(RequestId(request_id.clone()));
         let summary = RequestSummary {
             request_id,
@@ -202,6 +225,9 @@ struct AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
         let client_ip = self.client_ip.map(|ip| ip.to_string());
         tracing::info!(
             target: "access",

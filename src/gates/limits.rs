@@ -35,6 +35,7 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Response, header};
+use http_body::Body as _;
 use tower::{Layer, Service};
 
 use crate::body::{Body, LimitedBody, boxed};
@@ -126,17 +127,19 @@ where
     }
 }
 
-/// The body limit of one route.
+/// The body limit of one route, and the time allowed to receive the body.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimitLayer {
     /// Largest body in bytes.
     pub max_body: u64,
+    /// Time to receive the whole body.
+    pub body_timeout: std::time::Duration,
 }
 
 impl<S> Layer<S> for BodyLimitLayer {
     type Service = BodyLimit<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        BodyLimit { inner, max_body: self.max_body }
+        BodyLimit { inner, limits: *self }
     }
 }
 
@@ -144,7 +147,7 @@ impl<S> Layer<S> for BodyLimitLayer {
 #[derive(Debug, Clone)]
 pub struct BodyLimit<S> {
     inner: S,
-    max_body: u64,
+    limits: BodyLimitLayer,
 }
 
 impl<S> Service<Request<Body>> for BodyLimit<S>
@@ -165,12 +168,14 @@ where
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body) {
-            let rejection = Rejection::new(Reason::PayloadTooLarge { limit: self.max_body });
+        let BodyLimitLayer { max_body, body_timeout } = self.limits;
+        if declared.is_some_and(|len| len > max_body) {
+            let rejection = Rejection::new(Reason::PayloadTooLarge { limit: max_body });
             return futures_util::future::Either::Right(std::future::ready(Ok(rejection.into_response())));
         }
-        let max_body = self.max_body;
-        let request = request.map(|body| boxed(LimitedBody::new(body, max_body)));
+        let request = request.map(|body| {
+            if body.is_end_stream() { body } else { boxed(LimitedBody::new(body, max_body).with_timeout(body_timeout)) }
+        });
         futures_util::future::Either::Left(self.inner.call(request))
     }
 }

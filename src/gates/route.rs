@@ -123,7 +123,7 @@ impl RouteTable {
         for (pattern, ids) in by_pattern {
             router
                 .insert(pattern.clone(), ids)
-                .map_err(|e| (pattern.clone(), format!("route `{pattern}` overlaps another route: {e}")))?;
+                .map_err(|e| (pattern.clone(), format!("route `{pattern}` cannot be added: {e}")))?;
         }
         let routes =
             routes.iter().map(|r| (r.methods.clone(), Arc::from(r.pattern.as_str()), r.cors.is_some())).collect();
@@ -165,10 +165,14 @@ impl RouteTable {
         }
     }
 
-    /// The route with CORS at `path` that answers a preflight request, if any.
-    pub fn find_preflight(&self, path: &str) -> Option<Match> {
+    /// The route with CORS at `path` that allows `requested` (the
+    /// preflight's `Access-Control-Request-Method`), if any.
+    pub fn find_preflight(&self, path: &str, requested: &Method) -> Option<Match> {
         let found = self.router.at(path).ok()?;
-        let id = *found.value.iter().find(|id| self.routes[**id].2)?;
+        let allows = |methods: &Vec<Method>| {
+            methods.contains(requested) || (*requested == Method::HEAD && methods.contains(&Method::GET))
+        };
+        let id = *found.value.iter().find(|id| self.routes[**id].2 && allows(&self.routes[**id].0))?;
         Some(Match::Route {
             id,
             params: RouteParams(found.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()),
@@ -208,10 +212,12 @@ impl RouteDispatch {
     }
 }
 
-fn is_preflight<B>(request: &Request<B>) -> bool {
-    request.method() == Method::OPTIONS
-        && request.headers().contains_key(header::ORIGIN)
-        && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+/// The method a CORS preflight asks about, if `request` is one.
+fn preflight_method<B>(request: &Request<B>) -> Option<Method> {
+    if request.method() != Method::OPTIONS || !request.headers().contains_key(header::ORIGIN) {
+        return None;
+    }
+    Method::from_bytes(request.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()
 }
 
 fn refuse(reason: Reason) -> BoxFuture {
@@ -234,9 +240,12 @@ impl Service<Request<Body>> for RouteDispatch {
             return refuse(Reason::Internal);
         };
         let found = match self.table.find(request.method(), path.canonical()) {
-            Match::MethodNotAllowed(allowed) if is_preflight(&request) => {
-                self.table.find_preflight(path.canonical()).unwrap_or(Match::MethodNotAllowed(allowed))
-            }
+            Match::MethodNotAllowed(allowed) => match preflight_method(&request) {
+                Some(requested) => {
+                    self.table.find_preflight(path.canonical(), &requested).unwrap_or(Match::MethodNotAllowed(allowed))
+                }
+                None => Match::MethodNotAllowed(allowed),
+            },
             other => other,
         };
         match found {

@@ -35,26 +35,31 @@ pub const GATEWAY_OWNED_PREFIX: &str = "x-portcullis-";
 /// assert_eq!(h.len(), 1);
 /// ```
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+    remove_where(headers, |name| HOP_BY_HOP.contains(name));
+}
+
+/// Removes hop-by-hop headers and every header only the gateway may set,
+/// in one pass (for requests on their way upstream).
+pub fn remove_hop_by_hop_and_gateway_owned(headers: &mut HeaderMap) {
+    remove_where(headers, |name| HOP_BY_HOP.contains(name) || is_gateway_owned(name));
+}
+
+fn is_gateway_owned(name: &HeaderName) -> bool {
+    GATEWAY_OWNED.contains(&name.as_str()) || name.as_str().starts_with(GATEWAY_OWNED_PREFIX)
+}
+
+/// Removes the headers matching `remove` and those listed in `Connection`,
+/// scanning the (few) headers present instead of looking up every candidate.
+fn remove_where(headers: &mut HeaderMap, remove: impl Fn(&HeaderName) -> bool) {
+    let mut doomed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-}
-
-/// Removes every header only the gateway may set.
-pub fn remove_gateway_owned(headers: &mut HeaderMap) {
-    let owned: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| GATEWAY_OWNED.contains(&name.as_str()) || name.as_str().starts_with(GATEWAY_OWNED_PREFIX))
-        .cloned()
-        .collect();
-    for name in owned {
+    doomed.extend(headers.keys().filter(|name| remove(name)).cloned());
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -70,7 +75,7 @@ mod tests {
         h.append("x-user-roles", "admin".parse().unwrap());
         h.insert("x-portcullis-identity", "x".parse().unwrap());
         h.insert("x-user-agentish", "kept".parse().unwrap());
-        remove_gateway_owned(&mut h);
+        remove_hop_by_hop_and_gateway_owned(&mut h);
         assert_eq!(h.len(), 1);
     }
 }

@@ -10,8 +10,9 @@
 //!   limit before sending, so an oversized upload never reaches the upstream
 //!   even in part;
 //! - answers 502 when the upstream cannot be reached, 504 after the route's
-//!   `upstream_timeout`, 413 when a streamed body passes the limit, 408 when a
-//!   buffered body is not received within `limits.body_timeout`.
+//!   `upstream_timeout`, 413 when a streamed body passes the limit, 408 when
+//!   the body is not received within `limits.body_timeout` (both enforced by
+//!   [`crate::gates::limits::BodyLimitLayer`]).
 
 pub mod forwarded;
 pub mod headers;
@@ -20,6 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,7 +35,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
-use crate::body::{Body, boxed, full, is_body_too_large};
+use crate::body::{Body, BodyTimedOut, BodyTooLarge, boxed, find_cause, full};
 use crate::config::{RouteConfig, Upstream};
 use crate::error::{Reason, Rejection};
 use crate::gates::context::RequestId;
@@ -75,19 +77,17 @@ pub struct ProxyTarget {
     strip_prefix: Option<String>,
     preserve_host: bool,
     upstream_timeout: Duration,
-    body_timeout: Duration,
     max_body: u64,
 }
 
 impl ProxyTarget {
-    /// The target of `route`; `body_timeout` bounds buffering a chunked body.
-    pub fn new(route: &RouteConfig, body_timeout: Duration) -> Self {
+    /// The target of `route`.
+    pub fn new(route: &RouteConfig) -> Self {
         Self {
             upstream: route.upstream.clone(),
             strip_prefix: route.strip_prefix.clone(),
             preserve_host: route.preserve_host,
             upstream_timeout: route.upstream_timeout,
-            body_timeout,
             max_body: route.max_body,
         }
     }
@@ -166,8 +166,7 @@ async fn forward(
         .map(str::to_owned)
         .or_else(|| parts.uri.authority().map(ToString::to_string));
     parts.uri = target.upstream_uri(&forward_path, parts.uri.query()).ok_or(Reason::Internal)?;
-    headers::remove_hop_by_hop(&mut parts.headers);
-    headers::remove_gateway_owned(&mut parts.headers);
+    headers::remove_hop_by_hop_and_gateway_owned(&mut parts.headers);
     if let Some(client) = parts.extensions.get::<ClientInfo>() {
         set_forwarding_headers(&mut parts.headers, client, client_host.as_deref());
     }
@@ -186,12 +185,12 @@ async fn forward(
     } else {
         // No declared length: read it whole (it is already limited) before
         // anything reaches the upstream.
-        let collected = tokio::time::timeout(target.body_timeout, body.collect())
+        let collected = body
+            .collect()
             .await
-            .map_err(|_| Reason::RequestTimeout)?
-            .map_err(|e| match is_body_too_large(e.as_ref()) {
-                Some(_) => Reason::PayloadTooLarge { limit: target.max_body },
-                None => Reason::AmbiguousRequest { detail: "The request body could not be read." },
+            .map_err(|e| {
+                body_error(e.as_ref(), target.max_body)
+                    .unwrap_or(Reason::AmbiguousRequest { detail: "The request body could not be read." })
             })?
             .to_bytes();
         if !collected.is_empty() {
@@ -199,12 +198,20 @@ async fn forward(
         }
         full(collected)
     };
+    // Know whether the client finished sending, to blame the right side on a timeout.
+    let (body, sent) = if body.is_end_stream() {
+        (body, None)
+    } else {
+        let sent = Arc::new(AtomicBool::new(false));
+        (boxed(SentBody { inner: body, sent: sent.clone() }), Some(sent))
+    };
     let upstream_request = Request::from_parts(parts, body);
     let response = match tokio::time::timeout(target.upstream_timeout, client.request(upstream_request)).await {
+        Err(_) if sent.is_some_and(|s| !s.load(Ordering::Relaxed)) => return Err(Reason::RequestTimeout),
         Err(_) => return Err(Reason::GatewayTimeout),
         Ok(Err(error)) => {
-            if is_body_too_large(&error).is_some() {
-                return Err(Reason::PayloadTooLarge { limit: target.max_body });
+            if let Some(reason) = body_error(&error, target.max_body) {
+                return Err(reason);
             }
             tracing::warn!(target: "portcullis::proxy", request_id, upstream = %target.upstream.authority, error = %error_chain(&error), "upstream request failed");
             return Err(Reason::BadGateway);
@@ -214,6 +221,48 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, boxed(body)))
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that records when it has been sent completely.
+    struct SentBody {
+        #[pin]
+        inner: Body,
+        sent: Arc<AtomicBool>,
+    }
+}
+
+impl http_body::Body for SentBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.sent.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The refusal for a request body that failed on the gateway's own limits.
+fn body_error(error: &(dyn std::error::Error + 'static), max_body: u64) -> Option<Reason> {
+    if find_cause::<BodyTooLarge>(error).is_some() {
+        return Some(Reason::PayloadTooLarge { limit: max_body });
+    }
+    find_cause::<BodyTimedOut>(error).map(|_| Reason::RequestTimeout)
 }
 
 /// An error and its sources, joined with `: ` (for logs only).
@@ -238,7 +287,7 @@ mod tests {
             "[[route]]\npath = \"/api/{{*rest}}\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:9/v1\"\n{extra}"
         );
         let config = Config::from_text("t", &toml, &Default::default()).unwrap();
-        ProxyTarget::new(&config.routes[0], Duration::from_secs(1))
+        ProxyTarget::new(&config.routes[0])
     }
 
     #[test]

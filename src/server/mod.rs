@@ -1,5 +1,12 @@
 //! Start-up, listeners, certificate reload on SIGHUP and graceful shutdown on
 //! SIGTERM/SIGINT.
+//!
+//! Serving runs on one thread per core, each with its own single-threaded
+//! runtime, its own `SO_REUSEPORT` listening sockets (the kernel spreads new
+//! connections over them) and its own upstream connection pool, the way
+//! nginx runs worker processes: a request never hops between threads on its
+//! way to the upstream and back. The main runtime keeps the control tasks
+//! (signals, certificate reload).
 
 pub mod listener;
 pub mod redirect;
@@ -34,21 +41,45 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     let store = Store::connect(&config.store.url, store_password.as_ref()).await.context("cannot open the store")?;
     let certificate = ReloadingCertificate::load(&config)?;
     let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone())?);
-    let client = upstream_client(Duration::from_secs(30));
-    let gateway = stack::gateway(&config, store.clone(), &client).map_err(anyhow::Error::msg)?;
+    // Build one stack up front so that a bad route table stops start-up here.
+    stack::gateway(&config, store.clone(), &upstream_client(Duration::from_secs(30))).map_err(anyhow::Error::msg)?;
 
-    let https = bind(config.server.https).await?;
-    let https_addr = https.local_addr()?;
-    let http = match config.server.http {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
-    let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let https = ReusePortListener::bind(config.server.https)?;
+    let http = config.server.http.map(ReusePortListener::bind).transpose()?;
+    let https_addr = https.addr;
+    let http_addr = http.as_ref().map(|l| l.addr);
     let http_mode = match (&http_addr, config.server.http_behind_proxy) {
         (None, _) => "off",
         (Some(_), false) => "redirects to https",
         (Some(_), true) => "gateway for trusted proxies only",
     };
+
+    let config = Arc::new(config);
+    let policy = ConnectionPolicy {
+        slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+        limits: config.limits.clone(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let sockets =
+            WorkerSockets { https: https.socket(index)?, http: http.as_ref().map(|l| l.socket(index)).transpose()? };
+        let worker = Worker {
+            config: config.clone(),
+            store: store.clone(),
+            acceptor: acceptor.clone(),
+            policy: policy.clone(),
+            https_port: https_addr.port(),
+            stop: stop_rx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("portcullis-worker-{index}"))
+            .spawn(move || worker.run(sockets))
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+
     tracing::info!(
         https = %https_addr,
         http = %http_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
@@ -56,6 +87,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         tls = %certificate.source().describe(),
         store = store.backend(),
         routes = config.routes.len(),
+        workers,
         config = %config.source,
         "portcullis listening on https://{https_addr}{}",
         http_addr.map(|a| format!(" and http://{a} ({http_mode})")).unwrap_or_default()
@@ -63,45 +95,130 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!(%warning, "configuration warning");
     }
-
-    let policy = ConnectionPolicy {
-        slots: Arc::new(Semaphore::new(config.limits.max_connections)),
-        limits: config.limits.clone(),
-    };
-    let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut loops = tokio::task::JoinSet::new();
-    let https_listener = Listener { tls: Some(acceptor), service: gateway.clone(), trusted_only: None };
-    loops.spawn(accept_loop(https, https_listener, policy.clone(), graceful.clone(), stop_rx.clone()));
-    if let Some(http) = http {
-        let listener = if config.server.http_behind_proxy {
-            let trusted = config.server.trusted_proxies.clone().into();
-            Listener {
-                tls: None,
-                service: gateway.clone(),
-                trusted_only: Some((trusted, stack::refuse_untrusted(&config))),
-            }
-        } else {
-            Listener { tls: None, service: stack::redirect(&config, https_addr.port()), trusted_only: None }
-        };
-        loops.spawn(accept_loop(http, listener, policy.clone(), graceful.clone(), stop_rx.clone()));
-    }
     tokio::spawn(reload_on_sighup(certificate));
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop_tx.send(true);
-    while loops.join_next().await.is_some() {}
-    let graceful = Arc::try_unwrap(graceful).map_err(|_| anyhow::anyhow!("listeners still running"))?;
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
-    }
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+/// A listening address bound once per worker with `SO_REUSEPORT`.
+struct ReusePortListener {
+    addr: SocketAddr,
+    first: std::sync::Mutex<Option<std::net::TcpListener>>,
+}
+
+impl ReusePortListener {
+    /// Binds the first socket, which fixes the port when `addr` asks for port 0.
+    fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
+        let first = reuseport_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = first.local_addr()?;
+        Ok(Self { addr, first: std::sync::Mutex::new(Some(first)) })
+    }
+
+    /// The socket for worker `index`: the first one, or another on the same port.
+    fn socket(&self, index: usize) -> anyhow::Result<std::net::TcpListener> {
+        let taken = if index == 0 { self.first.lock().ok().and_then(|mut f| f.take()) } else { None };
+        match taken {
+            Some(socket) => Ok(socket),
+            None => reuseport_socket(self.addr).with_context(|| format!("cannot listen on {}", self.addr)),
+        }
+    }
+}
+
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// The listening sockets of one worker.
+struct WorkerSockets {
+    https: std::net::TcpListener,
+    http: Option<std::net::TcpListener>,
+}
+
+/// One serving thread: its own runtime, stacks and upstream pool.
+struct Worker {
+    config: Arc<Config>,
+    store: Store,
+    acceptor: TlsAcceptor,
+    policy: ConnectionPolicy,
+    https_port: u16,
+    stop: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn run(self, sockets: WorkerSockets) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot start a worker runtime");
+                return;
+            }
+        };
+        runtime.block_on(self.serve(sockets));
+    }
+
+    async fn serve(self, sockets: WorkerSockets) {
+        let config = &self.config;
+        let client = upstream_client(Duration::from_secs(30));
+        let gateway = match stack::gateway(config, self.store.clone(), &client) {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the gateway");
+                return;
+            }
+        };
+        let graceful = Arc::new(GracefulShutdown::new());
+        let mut loops = tokio::task::JoinSet::new();
+        match TcpListener::from_std(sockets.https) {
+            Ok(tcp) => {
+                let listener =
+                    Listener { tls: Some(self.acceptor.clone()), service: gateway.clone(), trusted_only: None };
+                loops.spawn(accept_loop(tcp, listener, self.policy.clone(), graceful.clone(), self.stop.clone()));
+            }
+            Err(error) => tracing::error!(%error, "cannot use the HTTPS socket"),
+        }
+        if let Some(socket) = sockets.http {
+            let listener = if config.server.http_behind_proxy {
+                let trusted = config.server.trusted_proxies.clone().into();
+                Listener { tls: None, service: gateway, trusted_only: Some((trusted, stack::refuse_untrusted(config))) }
+            } else {
+                Listener { tls: None, service: stack::redirect(config, self.https_port), trusted_only: None }
+            };
+            match TcpListener::from_std(socket) {
+                Ok(tcp) => {
+                    loops.spawn(accept_loop(tcp, listener, self.policy.clone(), graceful.clone(), self.stop.clone()));
+                }
+                Err(error) => tracing::error!(%error, "cannot use the HTTP socket"),
+            }
+        }
+        while loops.join_next().await.is_some() {}
+        let Ok(graceful) = Arc::try_unwrap(graceful) else { return };
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -77,7 +77,7 @@ fn overlapping_routes_are_errors() {
         "[[route]]\npath = \"/a/{x}\"\nmethods = [\"GET\"]\nupstream = \"http://h:1\"\n\
          [[route]]\npath = \"/a/{y}\"\nmethods = [\"POST\"]\nupstream = \"http://h:1\"\n",
     );
-    assert!(e[0].message.contains("overlaps"), "{e:?}");
+    assert!(e[0].message.contains("conflict"), "{e:?}");
     // Same pattern, disjoint methods: fine. HEAD is covered by GET.
     load(&format!("{ROUTE}\n{}", ROUTE.replace("GET", "POST"))).unwrap();
     assert!(!errors(&format!("{ROUTE}\n{}", ROUTE.replace("GET", "HEAD"))).is_empty());

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Load benchmark: a proxied GET through Portcullis (plain HTTP behind a
+# trusted proxy, and over TLS 1.3) beside the same GET straight to the
+# upstream and through nginx as a plain reverse proxy, all in one run.
+#
+#   bench/run.sh                         # 3 interleaved rounds of 10 s, 32 connections
+#   ROUNDS=1 DURATION=3s bench/run.sh    # quick smoke run
+#
+# Installs wrk and nginx (Debian packages) when missing, builds the release
+# binary, starts everything on free 127.0.0.1 ports, stops it all at the end.
+# Writes bench/results/table-<time>.md and the raw TSV next to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10s}; CONNS=${CONNS:-32}; THREADS=${THREADS:-1}
+TS=$(date +%Y%m%d-%H%M%S)
+RUN=$ROOT/bench/.run; OUT=$ROOT/bench/results
+mkdir -p "$RUN" "$OUT"
+RAW=$OUT/raw-$TS.tsv; TABLE=$OUT/table-$TS.md
+
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light >/dev/null
+fi
+cargo build --release --quiet
+BIN=$ROOT/target/release/portcullis
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; return 1; }
+
+UP=$(free_port); NGP=$(free_port); PH=$(free_port); PS=$(free_port)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+nginx_common='worker_processes auto; pid PIDFILE; error_log stderr warn; events { worker_connections 4096; }'
+mkdir -p "$RUN/up" "$RUN/ngp"
+cat >"$RUN/up/nginx.conf" <<NGINX
+${nginx_common/PIDFILE/$RUN/up/nginx.pid}
+http {
+  access_log off; server_tokens off; default_type application/json;
+  client_body_temp_path $RUN/up/cb; proxy_temp_path $RUN/up/p; fastcgi_temp_path $RUN/up/f; uwsgi_temp_path $RUN/up/u; scgi_temp_path $RUN/up/s;
+  keepalive_timeout 65s; keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP backlog=4096;
+    location / { return 200 '{"id":1,"name":"item","owner":"alice","price":9.99}'; }
+  }
+}
+NGINX
+cat >"$RUN/ngp/nginx.conf" <<NGINX
+${nginx_common/PIDFILE/$RUN/ngp/nginx.pid}
+http {
+  access_log off; server_tokens off;
+  client_body_temp_path $RUN/ngp/cb; proxy_temp_path $RUN/ngp/p; fastcgi_temp_path $RUN/ngp/f; uwsgi_temp_path $RUN/ngp/u; scgi_temp_path $RUN/ngp/s;
+  keepalive_timeout 65s; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$NGP backlog=4096;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+cat >"$RUN/portcullis.toml" <<TOML
+# Benchmark: the HTTP listener serves the gateway to a trusted proxy (the load
+# generator on 127.0.0.1), the HTTPS listener serves it over TLS.
+[server]
+https = "127.0.0.1:$PS"
+http = "127.0.0.1:$PH"
+http_behind_proxy = true
+trusted_proxies = ["127.0.0.1"]
+data_dir = "$RUN/data"
+
+[log]
+level = "warn"
+
+[[route]]
+path = "/items/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
+TOML
+
+nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & PIDS+=($!)
+nginx -p "$RUN/ngp/" -e stderr -c "$RUN/ngp/nginx.conf" -g 'daemon off;' >"$RUN/ngp.log" 2>&1 & PIDS+=($!)
+"$BIN" serve --config "$RUN/portcullis.toml" >"$RUN/portcullis.log" 2>&1 & PGW=$!; PIDS+=($PGW)
+for p in $UP $NGP $PH $PS; do wait_port "$p"; done
+
+STACKS=(direct nginx-proxy portcullis portcullis-tls)
+declare -A URL=(
+  [direct]="http://127.0.0.1:$UP"
+  [nginx-proxy]="http://127.0.0.1:$NGP"
+  [portcullis]="http://127.0.0.1:$PH"
+  [portcullis-tls]="https://127.0.0.1:$PS"
+)
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$PGW/status"; }
+
+echo "# checks"
+for s in "${STACKS[@]}"; do
+  code=$(curl -sk -o /dev/null -w '%{http_code}' -H 'X-Forwarded-Proto: https' "${URL[$s]}/items/1")
+  echo "  $s -> $code"; [ "$code" = 200 ] || { echo "unexpected status from $s" >&2; exit 1; }
+done
+RSS_IDLE=$(rss_kib)
+echo "# warm-up"
+for s in "${STACKS[@]}"; do wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/wrk.lua "${URL[$s]}" >/dev/null; done
+
+printf 'round\tstack\trps\tp50_ms\tp99_ms\trequests\tstatus_ge400\tsock_err\trss_kib\n' >"$RAW"
+for r in $(seq 1 "$ROUNDS"); do
+  for s in "${STACKS[@]}"; do
+    line=$(WRK_METHOD=GET WRK_PATH=/items/1 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
+    vals=$(echo "$line" | sed 's/[a-z0-9_]*=//g; s/^RESULT //')
+    rss=-; case $s in portcullis*) rss=$(rss_kib) ;; esac
+    printf '%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" >>"$RAW"
+    echo "  round $r $s: ${line#RESULT } rss_kib=$rss"
+    sleep 1
+  done
+done
+
+python3 - "$RAW" "$RSS_IDLE" "$ROUNDS" "$DURATION" "$CONNS" >"$TABLE" <<'PY'
+import csv, statistics, sys
+raw, rss_idle, rounds, duration, conns = sys.argv[1:6]
+rows = list(csv.DictReader(open(raw), delimiter="\t"))
+stacks = []
+for r in rows:
+    if r["stack"] not in stacks: stacks.append(r["stack"])
+med = {}
+for s in stacks:
+    rs = [r for r in rows if r["stack"] == s]
+    med[s] = {k: statistics.median(float(r[k]) for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+    med[s]["rounds"] = " / ".join(f'{float(r["rps"]):.0f}' for r in rs)
+    med[s]["errors"] = sum(int(r["status_ge400"]) + int(r["sock_err"]) for r in rs)
+    rss = [int(r["rss_kib"]) for r in rs if r["rss_kib"] not in ("-", "")]
+    med[s]["rss"] = f"{max(rss)/1024:.1f} MiB" if rss else "-"
+print(f"GET /items/1, wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
+print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | req/s per round | errors | peak RSS under load |")
+print("|---|---|---|---|---|---|---|---|---|")
+for s in stacks:
+    m = med[s]
+    print(f'| {s} | {m["rps"]:.0f} | {m["p50_ms"]:.2f} | {m["p99_ms"]:.2f} | {m["rps"]/med["direct"]["rps"]:.2f} | {m["rps"]/med["nginx-proxy"]["rps"]:.2f} | {m["rounds"]} | {m["errors"]} | {m["rss"]} |')
+PY
+cat "$TABLE"
+echo "(raw: $RAW, table: $TABLE)"
