@@ -47,6 +47,26 @@ pub enum SecurityEvent {
     Refused(Reason),
     /// The path differed from its canonical form (`//admin`, `/x/../admin`).
     PathNormalized,
+    /// A password login succeeded.
+    LoginSucceeded,
+    /// A password login failed (the reason is for the log only).
+    LoginFailed {
+        /// Unknown user, wrong password, disabled.
+        reason: String,
+    },
+    /// An already-used refresh token came back; its family was revoked.
+    RefreshTokenReused {
+        /// The revoked family.
+        family: String,
+    },
+    /// An OAuth client failed to authenticate.
+    ClientAuthenticationFailed,
+    /// A token was issued to an OAuth client.
+    ClientTokenIssued,
+    /// A token was revoked (logout, `/oauth/revoke`).
+    TokenRevoked,
+    /// An account was created through `/auth/register`.
+    UserRegistered,
 }
 
 impl SecurityEvent {
@@ -55,13 +75,25 @@ impl SecurityEvent {
         match self {
             Self::Refused(reason) => format!("request.{}", reason.slug()),
             Self::PathNormalized => "request.path-normalized".to_owned(),
+            Self::LoginSucceeded => "login.success".to_owned(),
+            Self::LoginFailed { .. } => "login.failure".to_owned(),
+            Self::RefreshTokenReused { .. } => "token.refresh-reused".to_owned(),
+            Self::ClientAuthenticationFailed => "client.authentication-failed".to_owned(),
+            Self::ClientTokenIssued => "client.token-issued".to_owned(),
+            Self::TokenRevoked => "token.revoked".to_owned(),
+            Self::UserRegistered => "user.registered".to_owned(),
         }
     }
 
     /// The severity.
     pub fn severity(&self) -> EventSeverity {
         match self {
-            Self::PathNormalized => EventSeverity::Low,
+            Self::PathNormalized | Self::LoginSucceeded | Self::ClientTokenIssued | Self::TokenRevoked => {
+                EventSeverity::Low
+            }
+            Self::UserRegistered => EventSeverity::Low,
+            Self::LoginFailed { .. } | Self::ClientAuthenticationFailed => EventSeverity::Medium,
+            Self::RefreshTokenReused { .. } => EventSeverity::High,
             Self::Refused(reason) => match reason {
                 Reason::NotFound | Reason::MethodNotAllowed { .. } | Reason::RequestTimeout => EventSeverity::Low,
                 Reason::BadPath { .. } | Reason::AmbiguousRequest { .. } | Reason::UntrustedPeer => EventSeverity::High,
@@ -79,6 +111,13 @@ impl SecurityEvent {
             Self::Refused(Reason::Unauthenticated { check, .. }) => check.clone(),
             Self::Refused(reason) => reason.detail(),
             Self::PathNormalized => "the path was rewritten to its canonical form".to_owned(),
+            Self::LoginFailed { reason } => reason.clone(),
+            Self::RefreshTokenReused { family } => format!("refresh token family {family} revoked"),
+            Self::LoginSucceeded => "password login".to_owned(),
+            Self::ClientAuthenticationFailed => "bad client id or secret".to_owned(),
+            Self::ClientTokenIssued => "client credentials grant".to_owned(),
+            Self::TokenRevoked => "revoked on request".to_owned(),
+            Self::UserRegistered => "self-registration".to_owned(),
         }
     }
 }
@@ -96,6 +135,8 @@ pub struct EventContext<'a> {
     pub path: &'a str,
     /// Matched route pattern, if any.
     pub route: Option<&'a str>,
+    /// The user or client concerned, if known (an id or a sanitized name).
+    pub subject: Option<&'a str>,
 }
 
 /// Writes `event` to the `audit` target.
@@ -113,6 +154,7 @@ pub fn emit(event: &SecurityEvent, context: &EventContext<'_>) {
         url.path = context.path,
         http.route = context.route.unwrap_or(""),
         client.ip = client_ip.as_deref().unwrap_or(""),
+        user.name = context.subject.unwrap_or(""),
         "security event"
     );
 }

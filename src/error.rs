@@ -67,6 +67,36 @@ pub enum Reason {
     },
     /// Plain HTTP came from a peer that is not a trusted proxy.
     UntrustedPeer,
+    /// Login with a wrong username, password or a disabled account (one
+    /// answer for all, so accounts cannot be enumerated).
+    InvalidCredentials,
+    /// A refresh token that is unknown, used, expired or revoked.
+    InvalidRefreshToken,
+    /// The route needs a password typed more recently (step-up, RFC 9470).
+    FreshLoginRequired {
+        /// The freshness the route demands, in seconds.
+        max_age: u64,
+    },
+    /// A malformed request body.
+    BadRequest {
+        /// What was wrong, for the client.
+        detail: String,
+    },
+    /// The body's `Content-Type` is not the one expected.
+    UnsupportedMediaType {
+        /// The expected type.
+        expected: &'static str,
+    },
+    /// The request conflicts with existing state (a taken username).
+    Conflict {
+        /// What conflicts, for the client.
+        detail: String,
+    },
+    /// The request is well-formed but refused by a rule (password policy).
+    Unprocessable {
+        /// Which rule, for the client.
+        detail: String,
+    },
     /// The upstream could not be reached or broke the connection.
     BadGateway,
     /// The upstream took longer than its timeout.
@@ -90,6 +120,13 @@ impl Reason {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::UntrustedPeer => StatusCode::FORBIDDEN,
+            Self::InvalidCredentials | Self::InvalidRefreshToken | Self::FreshLoginRequired { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,6 +147,13 @@ impl Reason {
             Self::RequestTimeout => "request-timeout",
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::UntrustedPeer => "untrusted-peer",
+            Self::InvalidCredentials => "invalid-credentials",
+            Self::InvalidRefreshToken => "invalid-refresh-token",
+            Self::FreshLoginRequired { .. } => "fresh-login-required",
+            Self::BadRequest { .. } => "bad-request",
+            Self::UnsupportedMediaType { .. } => "unsupported-media-type",
+            Self::Conflict { .. } => "conflict",
+            Self::Unprocessable { .. } => "unprocessable",
             Self::BadGateway => "bad-gateway",
             Self::GatewayTimeout => "gateway-timeout",
             Self::Overloaded => "overloaded",
@@ -130,6 +174,13 @@ impl Reason {
             Self::RequestTimeout => "Request not received in time",
             Self::Unauthenticated { .. } => "Authentication required",
             Self::UntrustedPeer => "Plain HTTP is only accepted from trusted proxies",
+            Self::InvalidCredentials => "Invalid credentials",
+            Self::InvalidRefreshToken => "Invalid refresh token",
+            Self::FreshLoginRequired { .. } => "Fresh login required",
+            Self::BadRequest { .. } => "Bad request",
+            Self::UnsupportedMediaType { .. } => "Unsupported media type",
+            Self::Conflict { .. } => "Conflict",
+            Self::Unprocessable { .. } => "Request refused by a rule",
             Self::BadGateway => "Upstream unavailable",
             Self::GatewayTimeout => "Upstream timed out",
             Self::Overloaded => "Server overloaded",
@@ -152,6 +203,13 @@ impl Reason {
             Self::RequestTimeout => "The request was not sent completely in time.".into(),
             Self::Unauthenticated { .. } => "Valid credentials are required for this route.".into(),
             Self::UntrustedPeer => "Connect over HTTPS.".into(),
+            Self::InvalidCredentials => "The username or password is wrong, or the account cannot log in.".into(),
+            Self::InvalidRefreshToken => "The refresh token is not valid; log in again.".into(),
+            Self::FreshLoginRequired { max_age } => {
+                format!("This route needs a password typed within the last {max_age} seconds; log in again.")
+            }
+            Self::BadRequest { detail } | Self::Conflict { detail } | Self::Unprocessable { detail } => detail.clone(),
+            Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
             Self::BadGateway => "The service behind this route could not be reached.".into(),
             Self::GatewayTimeout => "The service behind this route did not answer in time.".into(),
             Self::Overloaded => "Too many requests are in progress; retry shortly.".into(),
@@ -208,6 +266,12 @@ impl Rejection {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
+            Reason::FreshLoginRequired { max_age } => {
+                let value = format!("Bearer error=\"insufficient_user_authentication\", max_age={max_age}");
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
             Reason::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -247,6 +311,13 @@ mod tests {
             Reason::RequestTimeout,
             Reason::Unauthenticated { error: None, check: "x".into() },
             Reason::UntrustedPeer,
+            Reason::InvalidCredentials,
+            Reason::InvalidRefreshToken,
+            Reason::FreshLoginRequired { max_age: 1 },
+            Reason::BadRequest { detail: "x".into() },
+            Reason::UnsupportedMediaType { expected: "x" },
+            Reason::Conflict { detail: "x".into() },
+            Reason::Unprocessable { detail: "x".into() },
             Reason::BadGateway,
             Reason::GatewayTimeout,
             Reason::Overloaded,

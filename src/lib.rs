@@ -15,21 +15,22 @@
 //!  → path normalization (once)                     gates::path
 //!  → route match (404, 405)                        gates::route
 //!  → CORS preflight                                gates::cors
-//!  → authentication (deny by default)              gates::authn
+//!  → authentication: bearer tokens (deny by default) gates::authn, identity
 //!  → body limit                                    gates::limits
-//!  → handler: built-in (health) or reverse proxy   health, proxy
+//!  → handler: built-in endpoints or reverse proxy   api, proxy
 //! ```
 //!
 //! Configuration is loaded and validated by [`config`] before anything
 //! listens; secrets come only from the environment ([`config::secrets`]).
 
+pub mod api;
 pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gates;
-pub mod health;
+pub mod identity;
 pub mod logging;
 pub mod proxy;
 pub mod server;

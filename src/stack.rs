@@ -20,6 +20,9 @@
 //! 3. [`BodyLimitLayer`]: the route's body limit, after authentication so an
 //!    anonymous client cannot make the gateway read a body at all.
 //! 4. [`Proxy`]: the upstream.
+//!
+//! Built-in endpoints ([`crate::api`]) sit behind the shared gates with a
+//! 64 KiB body limit; they authenticate callers themselves where needed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use http::{Request, Response};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+use crate::api;
 use crate::body::Body;
 use crate::config::{Config, RouteConfig};
 use crate::gates::authn::AuthnLayer;
@@ -36,10 +40,9 @@ use crate::gates::headers::{RouteHeaderPolicy, SecurityHeadersLayer};
 use crate::gates::limits::{BodyLimitLayer, RequestLimitsLayer};
 use crate::gates::path::PathLayer;
 use crate::gates::route::{RouteDispatch, RouteEntry, RouteService, RouteTable};
-use crate::health::Health;
+use crate::identity::Identity;
 use crate::proxy::{Proxy, ProxyTarget, UpstreamClient};
 use crate::server::redirect::{RedirectToHttps, RefuseUntrustedPeer};
-use crate::store::Store;
 
 /// A complete, boxed service: what a listener serves.
 pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -59,11 +62,18 @@ where
     )
 }
 
+/// The body limit of the built-in endpoints (logins, token requests).
+const BUILTIN_MAX_BODY: u64 = 64 << 10;
+
 /// The full gateway: every gate, the routes and the built-in endpoints.
-pub fn gateway(config: &Config, store: Store, client: &UpstreamClient) -> Result<GatewayService, String> {
+pub fn gateway(config: &Config, identity: &Arc<Identity>, client: &UpstreamClient) -> Result<GatewayService, String> {
     let table = Arc::new(RouteTable::new(&config.routes).map_err(|(_, message)| message)?);
-    let routes = config.routes.iter().map(|route| route_entry(config, route, client)).collect();
-    let builtin = BoxCloneSyncService::new(Health::new(store));
+    let routes = config.routes.iter().map(|route| route_entry(config, route, identity, client)).collect();
+    let builtin = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(BodyLimitLayer { max_body: BUILTIN_MAX_BODY, body_timeout: config.limits.body_timeout })
+            .service(api::into_route_service(api::router(identity.clone()))),
+    );
     let limits = RequestLimitsLayer {
         max_headers: config.limits.max_headers,
         max_header_bytes: config.limits.max_header_bytes,
@@ -74,12 +84,12 @@ pub fn gateway(config: &Config, store: Store, client: &UpstreamClient) -> Result
     Ok(outer(config, inner))
 }
 
-fn route_entry(config: &Config, route: &RouteConfig, client: &UpstreamClient) -> RouteEntry {
+fn route_entry(config: &Config, route: &RouteConfig, identity: &Arc<Identity>, client: &UpstreamClient) -> RouteEntry {
     let proxy = Proxy::new(client.clone(), ProxyTarget::new(route));
     let service: RouteService = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
-            .layer(AuthnLayer::new(route.auth))
+            .layer(AuthnLayer::new(route.auth, route.fresh_within, identity.clone()))
             .layer(BodyLimitLayer { max_body: route.max_body, body_timeout: config.limits.body_timeout })
             .service(proxy),
     );

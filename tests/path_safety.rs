@@ -2,12 +2,12 @@ use std::time::Duration;
 
 use crate::util::{Portcullis, TEST_SERVER, Upstream, problem, raw_tls};
 
-/// A protected `/admin` next to a public catch-all: every spelling of
-/// `/admin` must meet the protected rule, never the public one.
+/// A protected `/secure` next to a public catch-all: every spelling of
+/// `/secure` must meet the protected rule, never the public one.
 async fn setup() -> (Upstream, Portcullis) {
     let upstream = Upstream::start().await;
     let config = format!(
-        "{TEST_SERVER}[[route]]\npath = \"/admin\"\nmethods = [\"GET\"]\nupstream = \"{up}\"\n\
+        "{TEST_SERVER}[[route]]\npath = \"/secure\"\nmethods = [\"GET\"]\nupstream = \"{up}\"\n\
          [[route]]\npath = \"/{{*rest}}\"\nmethods = [\"GET\"]\nupstream = \"{up}\"\nauth = \"none\"\n",
         up = upstream.url()
     );
@@ -21,40 +21,40 @@ async fn status_of(server: &Portcullis, raw_path: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_spelling_of_admin_meets_the_admin_rule() {
+async fn every_spelling_of_a_protected_path_meets_its_rule() {
     let (upstream, server) = setup().await;
     for trick in [
-        "/admin",
-        "//admin",
-        "/x/../admin",
-        "/%61dmin",
-        "/admin/.",
-        "/admin/",
-        "/./admin",
-        "/x/%2e%2e/admin",
-        "///admin//",
+        "/secure",
+        "//secure",
+        "/x/../secure",
+        "/%73ecure",
+        "/secure/.",
+        "/secure/",
+        "/./secure",
+        "/x/%2e%2e/secure",
+        "///secure//",
     ] {
         let status = status_of(&server, trick).await;
         assert!(status.starts_with("HTTP/1.1 401"), "{trick} -> {status}");
     }
     assert!(upstream.requests().is_empty(), "a trick reached the upstream: {:?}", upstream.requests());
     let logs = server.wait_for_log("request.path-normalized");
-    assert!(logs.contains("\"url.path\":\"/admin\""));
+    assert!(logs.contains("\"url.path\":\"/secure\""));
 }
 
 #[tokio::test]
 async fn paths_that_cannot_be_made_canonical_are_refused() {
     let (upstream, server) = setup().await;
     for trick in [
-        "/admin%2f",
-        "/a%2Fadmin",
-        "/..;/admin",
-        "/admin;x=1",
-        "/a%5cadmin",
-        "/admin%00",
+        "/secure%2f",
+        "/a%2Fsecure",
+        "/..;/secure",
+        "/secure;x=1",
+        "/a%5csecure",
+        "/secure%00",
         "/..",
-        "/a/../../admin",
-        "/%252e%252e/admin",
+        "/a/../../secure",
+        "/%252e%252e/secure",
         "/%zz",
     ] {
         let status = status_of(&server, trick).await;
@@ -70,9 +70,9 @@ async fn paths_that_cannot_be_made_canonical_are_refused() {
 #[tokio::test]
 async fn matching_is_case_sensitive_and_the_upstream_gets_the_canonical_path() {
     let (upstream, server) = setup().await;
-    // `/Admin` is another path: it goes to the public catch-all, as documented.
-    assert!(status_of(&server, "/Admin").await.starts_with("HTTP/1.1 200"));
-    assert_eq!(upstream.last().path, "/Admin");
+    // `/Secure` is another path: it goes to the public catch-all, as documented.
+    assert!(status_of(&server, "/Secure").await.starts_with("HTTP/1.1 200"));
+    assert_eq!(upstream.last().path, "/Secure");
     assert!(status_of(&server, "//public/./x/../%7euser?q=%2e%2e").await.starts_with("HTTP/1.1 200"));
     assert_eq!(upstream.last().path, "/public/~user?q=%2e%2e", "canonical path, query untouched");
 }
@@ -80,7 +80,7 @@ async fn matching_is_case_sensitive_and_the_upstream_gets_the_canonical_path() {
 #[tokio::test]
 async fn absolute_form_and_asterisk_requests() {
     let (upstream, server) = setup().await;
-    let status = status_of(&server, &format!("https://localhost:{}//admin", server.https.port())).await;
+    let status = status_of(&server, &format!("https://localhost:{}//secure", server.https.port())).await;
     assert!(status.starts_with("HTTP/1.1 401"), "{status}");
     let answer =
         raw_tls(&server, b"OPTIONS * HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n", Duration::from_secs(5))

@@ -1,7 +1,9 @@
-//! The command line: `portcullis serve` and `portcullis check`.
+//! The command line: `portcullis serve`, `check`, `users`, `clients`,
+//! `keys` and `migrate`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration.
 
+mod admin;
 mod check;
 mod serve;
 
@@ -37,6 +39,36 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Manage users.
+    Users {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::UsersCommand,
+    },
+    /// Manage OAuth clients.
+    Clients {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::ClientsCommand,
+    },
+    /// Manage signing keys.
+    Keys {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// Apply store migrations (also done at every start).
+    Migrate {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Exit code for an invalid configuration.
@@ -49,5 +81,11 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve::run(config.as_deref(), &env),
         Command::Check { config, strict } => check::run(&config, strict, &env),
+        Command::Users { config, command } => admin::run(config.as_deref(), admin::AdminCommand::Users(command), &env),
+        Command::Clients { config, command } => {
+            admin::run(config.as_deref(), admin::AdminCommand::Clients(command), &env)
+        }
+        Command::Keys { config, command } => admin::run(config.as_deref(), admin::AdminCommand::Keys(command), &env),
+        Command::Migrate { config } => admin::run(config.as_deref(), admin::AdminCommand::Migrate, &env),
     }
 }

@@ -24,6 +24,10 @@ pub struct FileConfig {
     pub store: StoreSection,
     /// `[log]`: access and audit log output.
     pub log: LogSection,
+    /// `[tokens]`: the tokens Portcullis issues and accepts.
+    pub tokens: TokensSection,
+    /// `[login]`: passwords, login and registration.
+    pub login: LoginSection,
     /// `[[route]]`: the routes to upstreams.
     #[serde(rename = "route")]
     pub routes: Vec<Spanned<RouteSection>>,
@@ -148,6 +152,42 @@ pub struct LogSection {
     pub level: Option<String>,
 }
 
+/// `[tokens]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensSection {
+    /// `EdDSA` (default), `ES256`, `RS256` or `HS256`.
+    pub algorithm: Option<Spanned<String>>,
+    /// The `iss` of issued tokens (default: `server.public_url`).
+    pub issuer: Option<Spanned<String>>,
+    /// The `aud` of access tokens (default `portcullis`).
+    pub audience: Option<Spanned<String>>,
+    /// Access token lifetime (default `15m`).
+    pub access_ttl: Option<Spanned<String>>,
+    /// Refresh token lifetime (default `14d`).
+    pub refresh_ttl: Option<Spanned<String>>,
+    /// Clock leeway for `exp`/`nbf` (default `30s`).
+    pub leeway: Option<Spanned<String>>,
+    /// Largest bearer token accepted (default `8KiB`).
+    pub max_token_size: Option<Spanned<String>>,
+    /// Directory of signing keys (default `<data_dir>/keys`).
+    pub keys_dir: Option<String>,
+}
+
+/// `[login]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSection {
+    /// Whether `POST /auth/register` is open (default `false`).
+    pub allow_registration: Option<bool>,
+    /// Shortest password (default 8).
+    pub min_password_length: Option<Spanned<i64>>,
+    /// Longest password (default 128).
+    pub max_password_length: Option<Spanned<i64>>,
+    /// Password hashes computed at once (default: 2 per core).
+    pub max_concurrent_hashes: Option<Spanned<i64>>,
+}
+
 /// One `[[route]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +204,8 @@ pub struct RouteSection {
     pub max_body: Option<Spanned<String>>,
     /// Per-route upstream timeout.
     pub upstream_timeout: Option<Spanned<String>>,
+    /// Demand a password typed within this long (step-up), e.g. `"5m"`.
+    pub fresh_within: Option<Spanned<String>>,
     /// Send the client's `Host` to the upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,

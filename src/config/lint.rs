@@ -33,6 +33,26 @@ pub(super) fn lint_file(v: &mut Validator<'_>, raw: &FileConfig, server: &Server
             "the HTTPS listener is reachable from the network with a self-signed certificate; configure `server.tls`",
         );
     }
+    let tokens = &raw.tokens;
+    for (value, key, bound, what) in [
+        (&tokens.access_ttl, "tokens.access_ttl", Duration::from_secs(3600), "one hour"),
+        (&tokens.refresh_ttl, "tokens.refresh_ttl", Duration::from_secs(30 * 86_400), "30 days"),
+        (&tokens.leeway, "tokens.leeway", Duration::from_secs(300), "5 minutes"),
+    ] {
+        if let Some(value) = value
+            && crate::config::units::parse_duration(value.get_ref()).is_ok_and(|d| d > bound)
+        {
+            v.warn(value, format!("`{key}` is longer than {what}: a stolen token stays useful that long"));
+        }
+    }
+    if let Some(value) = &tokens.algorithm
+        && value.get_ref() == "HS256"
+    {
+        v.warn(value, "HS256 is a shared secret: anyone who can verify tokens can also mint them, and upstreams cannot use the JWKS");
+    }
+    if raw.login.allow_registration == Some(true) {
+        v.warn_nowhere("`login.allow_registration` is on: anyone can create an account (with role `user`)");
+    }
     if limits.max_body > 100 << 20
         && let Some(value) = &raw.limits.max_body
     {

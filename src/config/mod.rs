@@ -48,6 +48,8 @@ use secrets::Environment;
 
 use crate::gates::cors::CorsPolicy;
 use crate::gates::headers::HeaderPolicy;
+use crate::identity::keys::SigningAlgorithm;
+use crate::identity::password::PasswordPolicy;
 
 /// The validated configuration the server runs on.
 #[derive(Debug, Clone)]
@@ -66,6 +68,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Issued and accepted tokens.
+    pub tokens: TokensConfig,
+    /// Passwords, login and registration.
+    pub login: LoginConfig,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// Warnings from the security lint.
@@ -166,6 +172,38 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// `[tokens]`, validated.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// Signing algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// `iss` of issued tokens, expected in accepted ones.
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_ttl: Duration,
+    /// Clock leeway.
+    pub leeway: Duration,
+    /// Largest token accepted, in bytes.
+    pub max_token_size: usize,
+    /// Directory of signing keys.
+    pub keys_dir: PathBuf,
+}
+
+/// `[login]`, validated.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Whether `POST /auth/register` is open.
+    pub allow_registration: bool,
+    /// Password length rules.
+    pub policy: PasswordPolicy,
+    /// Password hashes computed at once.
+    pub max_concurrent_hashes: usize,
+}
+
 /// Whether a route needs an authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -203,6 +241,8 @@ pub struct RouteConfig {
     pub max_body: u64,
     /// Upstream timeout for this route.
     pub upstream_timeout: Duration,
+    /// Require a password typed within this long, if set.
+    pub fresh_within: Option<Duration>,
     /// Forward the client's `Host` header.
     pub preserve_host: bool,
     /// Prefix removed from the path before forwarding.

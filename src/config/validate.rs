@@ -15,12 +15,15 @@ use super::diagnostic::{Diagnostic, Severity, SourceMap};
 use super::file::{CorsSection, FileConfig, HeadersSection, RouteSection};
 use super::units::{parse_duration, parse_size};
 use super::{
-    AuthMode, Config, Limits, LogConfig, LogFormat, RouteConfig, ServerConfig, StoreConfig, TlsFiles, Upstream, lint,
+    AuthMode, Config, Limits, LogConfig, LogFormat, LoginConfig, RouteConfig, ServerConfig, StoreConfig, TlsFiles,
+    TokensConfig, Upstream, lint,
 };
 use crate::gates::cors::{AllowedOrigins, CorsPolicy};
 use crate::gates::headers::{CREDENTIALED_CACHE_CONTROL, DEFAULT_REMOVED, HeaderPolicy, OFF, SECURITY_HEADERS};
 use crate::gates::path::normalize;
 use crate::gates::route::RouteTable;
+use crate::identity::keys::SigningAlgorithm;
+use crate::identity::password::PasswordPolicy;
 
 /// Collects errors and warnings against one source text.
 pub(super) struct Validator<'a> {
@@ -119,6 +122,8 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     let cors = raw.cors.as_ref().map(|c| Arc::new(cors_policy(&mut v, c)));
     let store = validate_store(&mut v, &raw, &server);
     let log = validate_log(&mut v, &raw);
+    let tokens = validate_tokens(&mut v, &raw, &server);
+    let login = validate_login(&mut v, &raw);
     let mut routes = Vec::new();
     for route in &raw.routes {
         if let Some(route) = validate_route(&mut v, route, &raw, &limits, cors.as_ref()) {
@@ -144,6 +149,8 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
         cors,
         store,
         log,
+        tokens,
+        login,
         routes,
         warnings,
         overrides: Vec::new(),
@@ -384,8 +391,72 @@ fn validate_log(v: &mut Validator<'_>, raw: &FileConfig) -> LogConfig {
     LogConfig { format, level }
 }
 
-/// Paths the gateway answers itself; routes may not claim them.
-const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
+fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &ServerConfig) -> TokensConfig {
+    let t = &raw.tokens;
+    let algorithm = match &t.algorithm {
+        None => SigningAlgorithm::EdDSA,
+        Some(value) => SigningAlgorithm::parse(value.get_ref()).unwrap_or_else(|| {
+            v.error(value, "`tokens.algorithm` must be \"EdDSA\", \"ES256\", \"RS256\" or \"HS256\"");
+            SigningAlgorithm::EdDSA
+        }),
+    };
+    let default_issuer =
+        server.public_url.clone().unwrap_or_else(|| format!("https://localhost:{}", server.https.port()));
+    let issuer = match &t.issuer {
+        None => default_issuer,
+        Some(value) if value.get_ref().trim().is_empty() => {
+            v.error(value, "`tokens.issuer` is empty");
+            default_issuer
+        }
+        Some(value) => value.get_ref().clone(),
+    };
+    let audience = match &t.audience {
+        Some(value) if value.get_ref().trim().is_empty() => {
+            v.error(value, "`tokens.audience` is empty");
+            "portcullis".to_owned()
+        }
+        Some(value) => value.get_ref().clone(),
+        None => "portcullis".to_owned(),
+    };
+    let max_token_size = v.size(t.max_token_size.as_ref(), "tokens.max_token_size", 8 << 10);
+    TokensConfig {
+        algorithm,
+        issuer,
+        audience,
+        access_ttl: v.duration(t.access_ttl.as_ref(), "tokens.access_ttl", Duration::from_secs(15 * 60)),
+        refresh_ttl: v.duration(t.refresh_ttl.as_ref(), "tokens.refresh_ttl", Duration::from_secs(14 * 86_400)),
+        leeway: match &t.leeway {
+            Some(value) if value.get_ref() == "0s" => Duration::ZERO,
+            other => v.duration(other.as_ref(), "tokens.leeway", Duration::from_secs(30)),
+        },
+        max_token_size: usize::try_from(max_token_size).unwrap_or(8 << 10),
+        keys_dir: t.keys_dir.as_ref().map_or_else(|| server.data_dir.join("keys"), PathBuf::from),
+    }
+}
+
+fn validate_login(v: &mut Validator<'_>, raw: &FileConfig) -> LoginConfig {
+    let l = &raw.login;
+    let defaults = PasswordPolicy::default();
+    let min_length = v.count(l.min_password_length.as_ref(), "login.min_password_length", 8..=128, defaults.min_length);
+    let max_length =
+        v.count(l.max_password_length.as_ref(), "login.max_password_length", 8..=1024, defaults.max_length);
+    if min_length > max_length
+        && let Some(value) = &l.min_password_length
+    {
+        v.error(value, "`login.min_password_length` is above `login.max_password_length`");
+    }
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    LoginConfig {
+        allow_registration: l.allow_registration.unwrap_or(false),
+        policy: PasswordPolicy { min_length, max_length },
+        max_concurrent_hashes: v.count(
+            l.max_concurrent_hashes.as_ref(),
+            "login.max_concurrent_hashes",
+            1..=256,
+            2 * cores,
+        ),
+    }
+}
 
 fn validate_route(
     v: &mut Validator<'_>,
@@ -501,12 +572,23 @@ fn validate_route(
         auth,
         max_body: v.size(r.max_body.as_ref(), "max_body", limits.max_body),
         upstream_timeout: v.duration(r.upstream_timeout.as_ref(), "upstream_timeout", limits.upstream_timeout),
+        fresh_within: r
+            .fresh_within
+            .as_ref()
+            .map(|value| v.duration(Some(value), "fresh_within", Duration::from_secs(300))),
         preserve_host: r.preserve_host,
         strip_prefix,
         headers,
         cors,
         location: v.location(&r.path),
     };
+    if route.fresh_within.is_some()
+        && route.auth != AuthMode::Required
+        && let Some(value) = &r.fresh_within
+    {
+        v.error(value, "`fresh_within` needs `auth = \"required\"`");
+        ok = false;
+    }
     if route.upstream_timeout >= limits.request_timeout {
         let message = format!(
             "`upstream_timeout` ({}) must be shorter than `limits.request_timeout` ({}), or the upstream is never the one blamed",
@@ -550,7 +632,9 @@ fn validate_pattern(v: &mut Validator<'_>, path: &Spanned<String>) -> bool {
             return false;
         }
     }
-    if RESERVED_PATHS.iter().any(|reserved| text == reserved) {
+    if crate::api::BUILTIN_ROUTES.iter().any(|(reserved, _)| text == reserved)
+        || ["/auth/", "/oauth/", "/.well-known/", "/admin"].iter().any(|prefix| text.starts_with(prefix))
+    {
         v.error(path, format!("`{text}` is answered by Portcullis itself and cannot be routed"));
         return false;
     }

@@ -1,51 +1,105 @@
 //! Authentication: who is calling.
 //!
 //! Every route has an auth mode, `required` unless the configuration says
-//! otherwise (deny by default). This gate enforces the mode:
+//! otherwise (deny by default):
 //!
 //! - `none`: the request passes untouched, credentials and all, and the
 //!   upstream handles its own authentication;
-//! - `optional` and `required`: the gateway must recognise the caller. No
-//!   credential verifier is configured in this build yet (the identity
-//!   service adds bearer tokens and sessions), so no credential is ever
-//!   accepted: `optional` routes pass anonymously with the client's
-//!   `Authorization` and `Cookie` headers removed, and `required` routes
-//!   answer 401 with `WWW-Authenticate: Bearer`. A client-supplied
-//!   credential can never be mistaken for a verified one.
+//! - `optional`: a valid bearer token makes the caller known; no token
+//!   passes anonymously; an invalid token is refused (a client that sends a
+//!   token expects it to count);
+//! - `required`: a valid bearer token is needed.
 //!
-//! ```
+//! Tokens are Portcullis's own access tokens, checked without a database
+//! round trip ([`crate::identity::tokens`]). Refusals are 401 with
+//! `WWW-Authenticate: Bearer` and the RFC 6750 error code; the audit event
+//! names the exact check that failed. A route with `fresh_within` also
+//! demands a password typed that recently (RFC 9470 step-up:
+//! `error="insufficient_user_authentication"`). The verified claims go to
+//! later gates as a [`Principal`]; the client's `Authorization` header is
+//! removed before the upstream sees the request (the upstream gets the
+//! identity the gateway forwards instead).
+//!
+//! ```no_run
+//! # fn demo(identity: std::sync::Arc<portcullis::identity::Identity>) {
 //! use portcullis::config::AuthMode;
 //! use portcullis::gates::authn::AuthnLayer;
-//! let _layer = AuthnLayer::new(AuthMode::Required);
+//! let _layer = AuthnLayer::new(AuthMode::Required, None, identity);
+//! # }
 //! ```
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response, header};
 use tower::{Layer, Service};
 
+use crate::api::bearer_token;
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::{Reason, Rejection};
+use crate::identity::Identity;
+use crate::identity::tokens::AccessClaims;
+
+/// The authenticated caller, in the request extensions.
+#[derive(Debug, Clone)]
+pub struct Principal(pub Arc<AccessClaims>);
 
 /// Enforces a route's [`AuthMode`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthnLayer {
     mode: AuthMode,
+    fresh_within: Option<Duration>,
+    identity: Arc<Identity>,
 }
 
 impl AuthnLayer {
-    /// A layer for a route with `mode`.
-    pub fn new(mode: AuthMode) -> Self {
-        Self { mode }
+    /// A layer for a route with `mode` (and `fresh_within`, if set).
+    pub fn new(mode: AuthMode, fresh_within: Option<Duration>, identity: Arc<Identity>) -> Self {
+        Self { mode, fresh_within, identity }
+    }
+
+    fn authenticate<B>(&self, request: &mut Request<B>) -> Result<(), Reason> {
+        if self.mode == AuthMode::None {
+            return Ok(());
+        }
+        let presented = request.headers().get_all(header::AUTHORIZATION).iter().count();
+        let claims = match (presented, bearer_token(request.headers())) {
+            (0, _) if self.mode == AuthMode::Optional => {
+                request.headers_mut().remove(header::COOKIE);
+                return Ok(());
+            }
+            (0, _) => return Err(Reason::Unauthenticated { error: None, check: "no credentials presented".into() }),
+            (_, None) => {
+                return Err(Reason::Unauthenticated {
+                    error: Some("invalid_request"),
+                    check: "Authorization is not a single Bearer token".into(),
+                });
+            }
+            (_, Some(token)) => self
+                .identity
+                .verify(token)
+                .map_err(|e| Reason::Unauthenticated { error: Some("invalid_token"), check: e.to_string() })?,
+        };
+        if let Some(fresh_within) = self.fresh_within {
+            let age = crate::store::now().saturating_sub(claims.auth_time);
+            if u64::try_from(age).unwrap_or(u64::MAX) > fresh_within.as_secs() {
+                return Err(Reason::FreshLoginRequired { max_age: fresh_within.as_secs() });
+            }
+        }
+        request.headers_mut().remove(header::AUTHORIZATION);
+        request.headers_mut().remove(header::COOKIE);
+        request.extensions_mut().insert(Principal(Arc::new(claims)));
+        Ok(())
     }
 }
 
 impl<S> Layer<S> for AuthnLayer {
     type Service = Authenticate<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticate { inner, mode: self.mode }
+        Authenticate { inner, layer: self.clone() }
     }
 }
 
@@ -53,7 +107,7 @@ impl<S> Layer<S> for AuthnLayer {
 #[derive(Debug, Clone)]
 pub struct Authenticate<S> {
     inner: S,
-    mode: AuthMode,
+    layer: AuthnLayer,
 }
 
 impl<S> Service<Request<Body>> for Authenticate<S>
@@ -70,25 +124,9 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         use futures_util::future::Either;
-        match self.mode {
-            AuthMode::None => Either::Left(self.inner.call(request)),
-            AuthMode::Optional => {
-                request.headers_mut().remove(header::AUTHORIZATION);
-                request.headers_mut().remove(header::COOKIE);
-                Either::Left(self.inner.call(request))
-            }
-            AuthMode::Required => {
-                let presented = request.headers().contains_key(header::AUTHORIZATION);
-                let reason = Reason::Unauthenticated {
-                    error: presented.then_some("invalid_token"),
-                    check: if presented {
-                        "no credential verifier is configured for this route".to_owned()
-                    } else {
-                        "no credentials presented".to_owned()
-                    },
-                };
-                Either::Right(std::future::ready(Ok(Rejection::new(reason).into_response())))
-            }
+        match self.layer.authenticate(&mut request) {
+            Ok(()) => Either::Left(self.inner.call(request)),
+            Err(reason) => Either::Right(std::future::ready(Ok(Rejection::new(reason).into_response()))),
         }
     }
 }

@@ -191,6 +191,7 @@ impl RequestSummary {
                     method: &self.method,
                     path: &path,
                     route: route.as_deref(),
+                    subject: None,
                 },
             );
         }

@@ -238,6 +238,7 @@ where
                     method: request.method().as_str(),
                     path: canonical.canonical(),
                     route: None,
+                    subject: None,
                 },
             );
         }

@@ -40,22 +40,11 @@ use crate::error::{Reason, Rejection};
 use crate::gates::headers::RouteHeaderPolicy;
 use crate::gates::path::CanonicalPath;
 
-/// A built-in endpoint answered by Portcullis itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtin {
-    /// `GET /healthz`: the process is alive.
-    Healthz,
-    /// `GET /readyz`: the process can serve (store reachable).
-    Readyz,
-}
-
-const BUILTINS: &[(&str, Builtin)] = &[("/healthz", Builtin::Healthz), ("/readyz", Builtin::Readyz)];
-
 /// The result of matching a request.
 #[derive(Debug)]
 pub enum Match {
     /// A built-in endpoint.
-    Builtin(Builtin),
+    Builtin,
     /// A configured route, with its path parameters.
     Route {
         /// Index into the route list.
@@ -137,11 +126,11 @@ impl RouteTable {
 
     /// Finds what answers `method` on the canonical `path`.
     pub fn find(&self, method: &Method, path: &str) -> Match {
-        if let Some((_, builtin)) = BUILTINS.iter().find(|(p, _)| *p == path) {
-            return if *method == Method::GET || *method == Method::HEAD {
-                Match::Builtin(*builtin)
+        if let Some((_, methods)) = crate::api::BUILTIN_ROUTES.iter().find(|(p, _)| *p == path) {
+            return if methods.contains(&method.as_str()) {
+                Match::Builtin
             } else {
-                Match::MethodNotAllowed(vec![Method::GET, Method::HEAD])
+                Match::MethodNotAllowed(methods.iter().filter_map(|m| m.parse().ok()).collect())
             };
         }
         let Ok(found) = self.router.at(path) else {
@@ -249,10 +238,7 @@ impl Service<Request<Body>> for RouteDispatch {
             other => other,
         };
         match found {
-            Match::Builtin(builtin) => {
-                request.extensions_mut().insert(builtin);
-                Box::pin(self.builtin.clone().oneshot(request))
-            }
+            Match::Builtin => Box::pin(self.builtin.clone().oneshot(request)),
             Match::Route { id, params } => {
                 let pattern = MatchedRoute(self.table.pattern(id));
                 request.extensions_mut().insert(params);
@@ -320,7 +306,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(t.find(&Method::GET, "/Users/7"), Match::NotFound), "matching is case-sensitive");
-        assert!(matches!(t.find(&Method::GET, "/healthz"), Match::Builtin(Builtin::Healthz)));
+        assert!(matches!(t.find(&Method::GET, "/healthz"), Match::Builtin));
+        assert!(matches!(t.find(&Method::POST, "/auth/login"), Match::Builtin));
+        assert!(matches!(t.find(&Method::GET, "/auth/login"), Match::MethodNotAllowed(_)));
         assert!(matches!(t.find(&Method::POST, "/healthz"), Match::MethodNotAllowed(_)));
     }
 }

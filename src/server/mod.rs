@@ -23,7 +23,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::config::secrets::{Environment, STORE_PASSWORD, SecretKind, read_secret};
+use crate::config::secrets::{BOOTSTRAP_ADMIN_PASSWORD, Environment, STORE_PASSWORD, SecretKind, read_secret};
+use crate::identity::Identity;
+use crate::identity::keys::Keys;
 use crate::proxy::upstream_client;
 use crate::stack;
 use crate::store::Store;
@@ -35,14 +37,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
-    let store_password = read_secret(env, STORE_PASSWORD, SecretKind::Password)?;
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.server.data_dir.display()))?;
-    let store = Store::connect(&config.store.url, store_password.as_ref()).await.context("cannot open the store")?;
+    let identity = Arc::new(open_identity(&config, env).await?);
+    let store = identity.store().clone();
     let certificate = ReloadingCertificate::load(&config)?;
     let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone())?);
     // Build one stack up front so that a bad route table stops start-up here.
-    stack::gateway(&config, store.clone(), &upstream_client(Duration::from_secs(30))).map_err(anyhow::Error::msg)?;
+    stack::gateway(&config, &identity, &upstream_client(Duration::from_secs(30))).map_err(anyhow::Error::msg)?;
 
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let https = ReusePortListener::bind(config.server.https)?;
@@ -67,7 +69,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
             WorkerSockets { https: https.socket(index)?, http: http.as_ref().map(|l| l.socket(index)).transpose()? };
         let worker = Worker {
             config: config.clone(),
-            store: store.clone(),
+            identity: identity.clone(),
             acceptor: acceptor.clone(),
             policy: policy.clone(),
             https_port: https_addr.port(),
@@ -96,6 +98,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         tracing::warn!(%warning, "configuration warning");
     }
     tokio::spawn(reload_on_sighup(certificate));
+    tokio::spawn(keep_identity_fresh(identity.clone()));
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -160,7 +163,7 @@ struct WorkerSockets {
 /// One serving thread: its own runtime, stacks and upstream pool.
 struct Worker {
     config: Arc<Config>,
-    store: Store,
+    identity: Arc<Identity>,
     acceptor: TlsAcceptor,
     policy: ConnectionPolicy,
     https_port: u16,
@@ -182,7 +185,7 @@ impl Worker {
     async fn serve(self, sockets: WorkerSockets) {
         let config = &self.config;
         let client = upstream_client(Duration::from_secs(30));
-        let gateway = match stack::gateway(config, self.store.clone(), &client) {
+        let gateway = match stack::gateway(config, &self.identity, &client) {
             Ok(gateway) => gateway,
             Err(error) => {
                 tracing::error!(%error, "cannot build the gateway");
@@ -217,6 +220,59 @@ impl Worker {
         let Ok(graceful) = Arc::try_unwrap(graceful) else { return };
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Opens the store (applying migrations), loads the signing keys and makes
+/// the first administrator from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD` when the
+/// store has no user yet.
+pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result<Identity> {
+    let store_password = read_secret(env, STORE_PASSWORD, SecretKind::Password)?;
+    let store = Store::connect(&config.store.url, store_password.as_ref()).await.context("cannot open the store")?;
+    match store.migrate().await {
+        Ok(()) => {}
+        Err(error) if store.backend() == "postgres" => {
+            // The database may be down at start: run without, report in /readyz.
+            tracing::error!(error = %error, "cannot apply migrations now; will serve and report not ready");
+        }
+        Err(error) => return Err(error).context("cannot migrate the store"),
+    }
+    let grace = config.tokens.access_ttl + config.tokens.leeway + Duration::from_secs(60);
+    let keys = Keys::load(env, &config.tokens.keys_dir, config.tokens.algorithm, grace)
+        .context("cannot load the signing keys")?;
+    let identity = Identity::new(store, Arc::new(keys), config.tokens.clone(), config.login.clone())
+        .map_err(anyhow::Error::msg)?;
+    if let Some(password) = read_secret(env, BOOTSTRAP_ADMIN_PASSWORD, SecretKind::Password)?
+        && crate::store::users::count(identity.store()).await.unwrap_or(1) == 0
+    {
+        identity
+            .add_user("admin", &password, &["admin".to_owned()])
+            .await
+            .context("cannot create the bootstrap administrator")?;
+        tracing::warn!(target: "audit", security = true, event.action = "user.bootstrap-admin", "created the first administrator `admin` from PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD");
+    }
+    Ok(identity)
+}
+
+/// Reloads the key directory and the revocation list, forever.
+async fn keep_identity_fresh(identity: Arc<Identity>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut round = 0u64;
+    loop {
+        tick.tick().await;
+        if let Err(error) = identity.sync_denylist().await {
+            tracing::warn!(%error, "cannot refresh the revocation list");
+        }
+        round += 1;
+        if round.is_multiple_of(2) {
+            match identity.keys().reload() {
+                Ok(true) => {
+                    tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys changed")
+                }
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "cannot reload the signing keys; keeping the current ones"),
+            }
         }
     }
 }

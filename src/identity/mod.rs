@@ -1,0 +1,534 @@
+//! The identity service: users, passwords, login, signed access tokens,
+//! rotating refresh tokens, OAuth clients, key rotation and revocation.
+//!
+//! Portcullis issues and checks its own tokens, so an upstream never has to.
+//! Access tokens are verified without a database round trip ([`tokens`],
+//! [`denylist`]); refresh tokens are opaque, stored only as hashes, rotated
+//! on every use, and a reused one revokes its whole family.
+
+pub mod denylist;
+pub mod keys;
+pub mod password;
+pub mod tokens;
+pub mod username;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq as _;
+
+use crate::config::secrets::Secret;
+use crate::config::{LoginConfig, TokensConfig};
+use crate::store::clients::ClientRecord;
+use crate::store::tokens::RefreshRecord;
+use crate::store::users::UserRecord;
+use crate::store::{Store, StoreError, now};
+use denylist::Denylist;
+use keys::Keys;
+use password::{PasswordHasher, PolicyError, Verified};
+use tokens::{AccessClaims, TokenError, TokenRules};
+use username::Username;
+
+/// Prefix of refresh tokens, so leaked ones are easy to find in code scans.
+pub const REFRESH_PREFIX: &str = "pcr_";
+/// Prefix of OAuth client secrets.
+pub const CLIENT_SECRET_PREFIX: &str = "pcs_";
+
+/// What a login or refresh hands back.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// The signed access token.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// A new refresh token (not for client credentials).
+    pub refresh_token: Option<String>,
+    /// The access token's claims.
+    pub claims: AccessClaims,
+}
+
+/// Why a login failed: the client sees one answer for all of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginFailure {
+    /// No such user (or an invalid username).
+    #[error("unknown user")]
+    UnknownUser,
+    /// Wrong password.
+    #[error("wrong password")]
+    WrongPassword,
+    /// The account is disabled.
+    #[error("account disabled")]
+    Disabled,
+    /// Something failed inside (store, hashing).
+    #[error("internal error")]
+    Internal,
+}
+
+/// Why a refresh failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshFailure {
+    /// Unknown token.
+    #[error("unknown refresh token")]
+    Unknown,
+    /// An already-used token came back: its family is now revoked.
+    #[error("refresh token reused; family {family} revoked")]
+    Reused {
+        /// The user.
+        user_id: String,
+        /// The revoked family.
+        family: String,
+    },
+    /// Expired or revoked.
+    #[error("refresh token expired or revoked")]
+    Expired,
+    /// The user is gone or disabled.
+    #[error("user disabled or removed")]
+    UserUnavailable,
+    /// Something failed inside.
+    #[error("internal error")]
+    Internal,
+}
+
+/// Why user administration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Bad username.
+    #[error("{0}")]
+    Username(#[from] username::UsernameError),
+    /// Password refused by the policy.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    /// The username is taken.
+    #[error("the username is taken")]
+    Taken,
+    /// No such user or client.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// A role or scope name is not allowed.
+    #[error("`{0}` is not a valid role or scope name (letters, digits, - _ : .)")]
+    BadName(String),
+    /// Store or hashing failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        if crate::store::users::is_conflict(&error) { Self::Taken } else { Self::Internal(error.to_string()) }
+    }
+}
+
+/// The identity service, shared by every worker.
+#[derive(Debug)]
+pub struct Identity {
+    store: Store,
+    keys: Arc<Keys>,
+    hasher: PasswordHasher,
+    denylist: Denylist,
+    tokens: TokensConfig,
+    login: LoginConfig,
+    rules: TokenRules,
+}
+
+/// A random opaque token with `prefix`.
+fn opaque(prefix: &str) -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| StoreError::InvalidUrl("no randomness".into()))?;
+    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// SHA-256 of an opaque token, hex. Opaque tokens and client secrets are 256
+/// random bits, so a fast hash is enough (no password to guess).
+pub fn hash_opaque(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn valid_names(names: &[String]) -> Result<String, AdminError> {
+    for name in names {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'));
+        if !ok {
+            return Err(AdminError::BadName(name.clone()));
+        }
+    }
+    let mut names = names.to_vec();
+    names.sort();
+    names.dedup();
+    Ok(names.join(" "))
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl Identity {
+    /// The service over `store` with `keys`.
+    pub fn new(store: Store, keys: Arc<Keys>, tokens: TokensConfig, login: LoginConfig) -> Result<Self, String> {
+        let hasher = PasswordHasher::new(login.max_concurrent_hashes).map_err(|e| e.to_string())?;
+        Ok(Self::with_hasher(store, keys, tokens, login, hasher))
+    }
+
+    /// The service with a given hasher (tests use cheap parameters).
+    pub fn with_hasher(
+        store: Store,
+        keys: Arc<Keys>,
+        tokens: TokensConfig,
+        login: LoginConfig,
+        hasher: PasswordHasher,
+    ) -> Self {
+        let rules = TokenRules {
+            issuer: tokens.issuer.clone(),
+            audience: tokens.audience.clone(),
+            leeway: tokens.leeway.as_secs(),
+            max_size: tokens.max_token_size,
+        };
+        Self { store, keys, hasher, denylist: Denylist::new(100_000), tokens, login, rules }
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    /// Token settings.
+    pub fn tokens_config(&self) -> &TokensConfig {
+        &self.tokens
+    }
+
+    /// Whether `POST /auth/register` is open.
+    pub fn registration_open(&self) -> bool {
+        self.login.allow_registration
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // === verification ===
+
+    /// Verifies an access token, including revocation.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let claims = tokens::verify(&self.keys.ring(), &self.rules, token)?;
+        if self.denylist.is_revoked(&claims.jti, &claims.sub, claims.iat) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Reloads revocations from the store (every instance, every few seconds).
+    pub async fn sync_denylist(&self) -> Result<(), StoreError> {
+        let now = now();
+        let jtis = crate::store::revoked::live(&self.store, now).await?;
+        let since = now - seconds(self.tokens.access_ttl) - seconds(self.tokens.leeway);
+        let users = crate::store::users::cutoffs_since(&self.store, since).await?;
+        self.denylist.replace(jtis, users);
+        crate::store::revoked::purge(&self.store, now).await?;
+        Ok(())
+    }
+
+    // === issuing ===
+
+    fn issue_access(
+        &self,
+        sub: &str,
+        username: Option<&str>,
+        roles: Vec<String>,
+        scope: String,
+        auth_time: i64,
+        client_id: Option<String>,
+    ) -> Result<TokenPair, String> {
+        let now = now();
+        let ttl = seconds(self.tokens.access_ttl);
+        let claims = AccessClaims {
+            iss: self.tokens.issuer.clone(),
+            aud: self.tokens.audience.clone(),
+            sub: sub.to_owned(),
+            exp: now + ttl,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            roles,
+            scope,
+            auth_time,
+            client_id,
+            username: username.map(str::to_owned),
+        };
+        let access_token = tokens::sign(&self.keys.ring(), &claims).map_err(|e| e.to_string())?;
+        Ok(TokenPair { access_token, expires_in: self.tokens.access_ttl.as_secs(), refresh_token: None, claims })
+    }
+
+    async fn issue_refresh(
+        &self,
+        family_id: &str,
+        user_id: &str,
+        scope: &str,
+        auth_time: i64,
+    ) -> Result<String, StoreError> {
+        let token = opaque(REFRESH_PREFIX)?;
+        let now = now();
+        let record = RefreshRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            family_id: family_id.to_owned(),
+            token_hash: hash_opaque(&token),
+            user_id: user_id.to_owned(),
+            scope: scope.to_owned(),
+            auth_time,
+            created_at: now,
+            expires_at: now + seconds(self.tokens.refresh_ttl),
+            used_at: None,
+            revoked_at: None,
+        };
+        crate::store::tokens::insert(&self.store, &record).await?;
+        Ok(token)
+    }
+
+    // === login, refresh, logout ===
+
+    /// Checks a username and password. Unknown users, wrong passwords and
+    /// disabled accounts take the same time (a dummy hash is checked when
+    /// there is no account) and the caller answers them the same way.
+    pub async fn check_password(&self, username: &str, password: &Secret) -> Result<UserRecord, LoginFailure> {
+        let user = match Username::parse(username) {
+            Ok(name) => crate::store::users::find_by_username(&self.store, name.canonical())
+                .await
+                .map_err(|_| LoginFailure::Internal)?,
+            Err(_) => None,
+        };
+        let verified = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await
+            .map_err(|_| LoginFailure::Internal)?;
+        let Some(user) = user else { return Err(LoginFailure::UnknownUser) };
+        let Verified::Yes { rehash } = verified else { return Err(LoginFailure::WrongPassword) };
+        if user.is_disabled() {
+            return Err(LoginFailure::Disabled);
+        }
+        if rehash && let Ok(hash) = self.hasher.hash(password).await {
+            let _ = crate::store::users::rehash(&self.store, &user.id, &hash).await;
+        }
+        Ok(user)
+    }
+
+    /// Logs in with a password: a new access token and a new refresh family.
+    pub async fn login(&self, username: &str, password: &Secret) -> Result<(TokenPair, UserRecord), LoginFailure> {
+        let user = self.check_password(username, password).await?;
+        let now = now();
+        crate::store::users::record_login(&self.store, &user.id, now).await.map_err(|_| LoginFailure::Internal)?;
+        let mut pair = self
+            .issue_access(&user.id, Some(&user.display_name), user.role_list(), String::new(), now, None)
+            .map_err(|_| LoginFailure::Internal)?;
+        let family = uuid::Uuid::new_v4().to_string();
+        pair.refresh_token =
+            Some(self.issue_refresh(&family, &user.id, "", now).await.map_err(|_| LoginFailure::Internal)?);
+        Ok((pair, user))
+    }
+
+    /// Exchanges a refresh token for a new pair. The old token is used up; a
+    /// used one presented again revokes its whole family (RFC 9700 §4.14).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(TokenPair, UserRecord), RefreshFailure> {
+        let internal = |_| RefreshFailure::Internal;
+        let record = crate::store::tokens::find_by_hash(&self.store, &hash_opaque(refresh_token))
+            .await
+            .map_err(internal)?
+            .ok_or(RefreshFailure::Unknown)?;
+        let now = now();
+        if record.revoked_at.is_some() || record.expires_at < now {
+            return Err(RefreshFailure::Expired);
+        }
+        let won = record.used_at.is_none()
+            && crate::store::tokens::mark_used(&self.store, &record.id, now).await.map_err(internal)?;
+        if !won {
+            crate::store::tokens::revoke_family(&self.store, &record.family_id, now).await.map_err(internal)?;
+            return Err(RefreshFailure::Reused { user_id: record.user_id, family: record.family_id });
+        }
+        let user = crate::store::users::find_by_id(&self.store, &record.user_id)
+            .await
+            .map_err(internal)?
+            .filter(|u| !u.is_disabled())
+            .ok_or(RefreshFailure::UserUnavailable)?;
+        let mut pair = self
+            .issue_access(
+                &user.id,
+                Some(&user.display_name),
+                user.role_list(),
+                record.scope.clone(),
+                record.auth_time,
+                None,
+            )
+            .map_err(|_| RefreshFailure::Internal)?;
+        pair.refresh_token = Some(
+            self.issue_refresh(&record.family_id, &user.id, &record.scope, record.auth_time).await.map_err(internal)?,
+        );
+        Ok((pair, user))
+    }
+
+    /// Revokes a refresh token's family; returns the user it belonged to.
+    pub async fn revoke_refresh(&self, refresh_token: &str) -> Result<Option<String>, StoreError> {
+        let Some(record) = crate::store::tokens::find_by_hash(&self.store, &hash_opaque(refresh_token)).await? else {
+            return Ok(None);
+        };
+        crate::store::tokens::revoke_family(&self.store, &record.family_id, now()).await?;
+        Ok(Some(record.user_id))
+    }
+
+    /// Revokes an access token until it expires.
+    pub async fn revoke_access(&self, claims: &AccessClaims) -> Result<(), StoreError> {
+        crate::store::revoked::insert(&self.store, &claims.jti, claims.exp).await?;
+        self.denylist.revoke_token(&claims.jti, claims.exp);
+        Ok(())
+    }
+
+    /// Creates an account through `POST /auth/register`: always role `user`.
+    pub async fn register(&self, username: &str, password: &Secret) -> Result<UserRecord, AdminError> {
+        self.add_user(username, password, &["user".to_owned()]).await
+    }
+
+    // === OAuth clients ===
+
+    /// Authenticates an OAuth client by id and secret (constant-time compare).
+    pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<ClientRecord, StoreError> {
+        let record = crate::store::clients::find(&self.store, client_id).await?;
+        let presented = hash_opaque(secret);
+        match record {
+            Some(record)
+                if record.disabled == 0 && bool::from(record.secret_hash.as_bytes().ct_eq(presented.as_bytes())) =>
+            {
+                Ok(record)
+            }
+            _ => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+        }
+    }
+
+    /// A client-credentials access token for `client`, with the requested
+    /// scopes (all the client may have when none are asked). Refuses scopes
+    /// the client may not have.
+    pub fn client_token(&self, client: &ClientRecord, requested: Option<&str>) -> Result<TokenPair, &'static str> {
+        let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
+        let scope = match requested {
+            None => allowed.join(" "),
+            Some(requested) => {
+                let wanted: Vec<&str> = requested.split_whitespace().collect();
+                if wanted.iter().any(|s| !allowed.contains(s)) {
+                    return Err("invalid_scope");
+                }
+                wanted.join(" ")
+            }
+        };
+        self.issue_access(&client.client_id, None, Vec::new(), scope, now(), Some(client.client_id.clone()))
+            .map_err(|_| "server_error")
+    }
+
+    /// Registers a client; returns its id and secret (shown once).
+    pub async fn add_client(&self, name: &str, scopes: &[String]) -> Result<(String, String), AdminError> {
+        let scopes = valid_names(scopes)?;
+        let client_id = format!("pc_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let secret = opaque(CLIENT_SECRET_PREFIX)?;
+        let record = ClientRecord {
+            client_id: client_id.clone(),
+            name: name.to_owned(),
+            secret_hash: hash_opaque(&secret),
+            scopes,
+            disabled: 0,
+            created_at: now(),
+        };
+        crate::store::clients::insert(&self.store, &record).await?;
+        Ok((client_id, secret))
+    }
+
+    // === user administration ===
+
+    /// Adds a user with `roles`.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &Secret,
+        roles: &[String],
+    ) -> Result<UserRecord, AdminError> {
+        let name = Username::parse(username)?;
+        self.login.policy.check(password.expose(), name.canonical())?;
+        let roles = valid_names(roles)?;
+        let hash = self.hasher.hash(password).await.map_err(|e| AdminError::Internal(e.to_string()))?;
+        let now = now();
+        let user = UserRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            username: name.canonical().to_owned(),
+            display_name: name.display().to_owned(),
+            password_hash: hash,
+            roles,
+            disabled: 0,
+            failed_logins: 0,
+            locked_until: None,
+            tokens_valid_after: 0,
+            created_at: now,
+            last_login_at: None,
+            password_changed_at: now,
+        };
+        crate::store::users::insert(&self.store, &user).await?;
+        Ok(user)
+    }
+
+    /// The user named `username`.
+    pub async fn find_user(&self, username: &str) -> Result<UserRecord, AdminError> {
+        let name = Username::parse(username)?;
+        crate::store::users::find_by_username(&self.store, name.canonical()).await?.ok_or(AdminError::NotFound("user"))
+    }
+
+    /// Replaces a user's roles; tokens issued before stop working.
+    pub async fn set_roles(&self, username: &str, roles: &[String]) -> Result<(), AdminError> {
+        let user = self.find_user(username).await?;
+        let now = now();
+        crate::store::users::set_roles(&self.store, &user.id, &valid_names(roles)?, now).await?;
+        self.denylist.cut_off_user(&user.id, now);
+        Ok(())
+    }
+
+    /// Disables a user: refresh tokens revoked, access tokens cut off.
+    pub async fn disable(&self, username: &str) -> Result<(), AdminError> {
+        let user = self.find_user(username).await?;
+        let now = now();
+        crate::store::users::disable(&self.store, &user.id, now).await?;
+        crate::store::tokens::revoke_user(&self.store, &user.id, now).await?;
+        self.denylist.cut_off_user(&user.id, now);
+        Ok(())
+    }
+
+    /// Enables a user again.
+    pub async fn enable(&self, username: &str) -> Result<(), AdminError> {
+        let user = self.find_user(username).await?;
+        crate::store::users::enable(&self.store, &user.id).await?;
+        Ok(())
+    }
+
+    /// Sets a new password: checked by the policy; all sessions end.
+    pub async fn set_password(&self, username: &str, password: &Secret) -> Result<(), AdminError> {
+        let user = self.find_user(username).await?;
+        self.login.policy.check(password.expose(), &user.username)?;
+        let hash = self.hasher.hash(password).await.map_err(|e| AdminError::Internal(e.to_string()))?;
+        let now = now();
+        crate::store::users::set_password(&self.store, &user.id, &hash, now).await?;
+        crate::store::tokens::revoke_user(&self.store, &user.id, now).await?;
+        self.denylist.cut_off_user(&user.id, now);
+        Ok(())
+    }
+
+    /// Lifts a login lock.
+    pub async fn unlock(&self, username: &str) -> Result<(), AdminError> {
+        let user = self.find_user(username).await?;
+        crate::store::users::unlock(&self.store, &user.id).await?;
+        Ok(())
+    }
+}
+
+/// Compares two secrets in constant time.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests;

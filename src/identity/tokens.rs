@@ -1,0 +1,261 @@
+//! Access tokens (RFC 9068 JWTs) and their verification (RFC 8725).
+//!
+//! An access token carries `iss`, `aud`, `sub`, `exp`, `iat`, `nbf`, `jti`,
+//! `roles`, `scope` and `auth_time`, with `kid` and `typ: at+jwt` in its
+//! header. Verification, in order, each failure named for the audit log:
+//!
+//! 1. size limit, before any parsing;
+//! 2. header: well-formed, no duplicate keys, `typ` is `at+jwt` (so an
+//!    identity token or any other JWT is never accepted as an access token);
+//! 3. `kid` names a key in Portcullis's ring, and the header's `alg` is that
+//!    key's algorithm (the algorithm is fixed by the key, never by the token:
+//!    no `none`, no HS/RS confusion); `jku`, `x5u` and embedded `jwk` headers
+//!    are never used;
+//! 4. payload: no duplicate keys; signature; `iss`, `aud`, `exp`, `nbf`
+//!    with the configured leeway; every claim present with the right type;
+//! 5. not revoked (see [`super::denylist`]).
+
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Header, Validation};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::keys::KeyRing;
+
+/// The `typ` of access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Subject: a user id, or a client id for client credentials.
+    pub sub: String,
+    /// Expiry (unix seconds).
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Unique token id (for revocation).
+    pub jti: String,
+    /// Roles of the user.
+    pub roles: Vec<String>,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// When the user last typed a password (unix seconds).
+    pub auth_time: i64,
+    /// The OAuth client, for client-credentials tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The username, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// What the gateway checks tokens against.
+#[derive(Debug, Clone)]
+pub struct TokenRules {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Clock leeway in seconds for `exp` and `nbf`.
+    pub leeway: u64,
+    /// Largest token accepted, in bytes.
+    pub max_size: usize,
+}
+
+/// Why a token was refused: the exact check, for the audit log. Clients only
+/// ever see "invalid token".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Longer than the size limit.
+    TooLarge,
+    /// Not three base64url parts of JSON.
+    Malformed,
+    /// A JSON object in the header or payload repeats a key.
+    DuplicateKeys,
+    /// `typ` is not `at+jwt`.
+    WrongType,
+    /// No `kid`, or a `kid` not in the key ring.
+    UnknownKey,
+    /// The header's `alg` differs from the key's.
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iss` is not Portcullis's.
+    WrongIssuer,
+    /// `aud` is not the expected audience.
+    WrongAudience,
+    /// A claim is missing or has the wrong type.
+    BadClaims(String),
+    /// The token or its user was revoked.
+    Revoked,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge => f.write_str("token larger than the size limit"),
+            Self::Malformed => f.write_str("malformed token"),
+            Self::DuplicateKeys => f.write_str("duplicate JSON keys in the token"),
+            Self::WrongType => f.write_str("token typ is not at+jwt"),
+            Self::UnknownKey => f.write_str("unknown or missing kid"),
+            Self::AlgorithmMismatch => f.write_str("alg does not match the key"),
+            Self::BadSignature => f.write_str("bad signature"),
+            Self::Expired => f.write_str("token expired"),
+            Self::NotYetValid => f.write_str("token not yet valid (nbf)"),
+            Self::WrongIssuer => f.write_str("wrong issuer"),
+            Self::WrongAudience => f.write_str("wrong audience"),
+            Self::BadClaims(what) => write!(f, "bad claims: {what}"),
+            Self::Revoked => f.write_str("token revoked"),
+        }
+    }
+}
+
+/// Signs `claims` with the ring's active key.
+pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+    let key = ring.active();
+    let mut header = Header::new(key.alg.jwt());
+    header.kid = Some(key.kid.clone());
+    header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+    jsonwebtoken::encode(&header, claims, &key.encoding)
+}
+
+/// The header fields verification looks at (others are ignored, never used).
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// Verifies an access token (everything but revocation) and returns its claims.
+pub fn verify(ring: &KeyRing, rules: &TokenRules, token: &str) -> Result<AccessClaims, TokenError> {
+    if token.len() > rules.max_size {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_part), Some(payload_part), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header_json = URL_SAFE_NO_PAD.decode(header_part).map_err(|_| TokenError::Malformed)?;
+    let payload_json = URL_SAFE_NO_PAD.decode(payload_part).map_err(|_| TokenError::Malformed)?;
+    check_no_duplicate_keys(&header_json)?;
+    check_no_duplicate_keys(&payload_json)?;
+    let header: RawHeader = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+    let typ_ok = header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"));
+    if !typ_ok {
+        return Err(TokenError::WrongType);
+    }
+    let key = header.kid.as_deref().and_then(|kid| ring.get(kid)).ok_or(TokenError::UnknownKey)?;
+    if header.alg.parse::<jsonwebtoken::Algorithm>().ok() != Some(key.alg.jwt()) {
+        return Err(TokenError::AlgorithmMismatch);
+    }
+    let mut validation = Validation::new(key.alg.jwt());
+    validation.set_issuer(&[&rules.issuer]);
+    validation.set_audience(&[&rules.audience]);
+    validation.leeway = rules.leeway;
+    validation.validate_nbf = true;
+    validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"].iter().map(|s| (*s).to_owned()).collect();
+    jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|e| match e
+        .kind()
+    {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::AlgorithmMismatch,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::BadClaims(format!("missing {claim}")),
+        ErrorKind::InvalidClaimFormat(claim) => TokenError::BadClaims(format!("{claim} has the wrong type")),
+        ErrorKind::Json(_) => TokenError::BadClaims("missing or mistyped claims".into()),
+        _ => TokenError::Malformed,
+    })
+}
+
+/// Refuses JSON whose objects repeat a key: parsers disagree on which value
+/// wins, so a duplicate can make two verifiers read two different tokens.
+fn check_no_duplicate_keys(json: &[u8]) -> Result<(), TokenError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    NoDuplicates::deserialize(&mut deserializer).map_err(|e| {
+        if e.to_string().starts_with("duplicate key") { TokenError::DuplicateKeys } else { TokenError::Malformed }
+    })?;
+    deserializer.end().map_err(|_| TokenError::Malformed)
+}
+
+struct NoDuplicates;
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(de::Error::custom("duplicate key"));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+}
+
+#[cfg(test)]
+mod tests;
