@@ -1,12 +1,51 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: formatting, lints, unit,
-# doc and end-to-end tests (the real binary over real TLS).
+# doc and end-to-end tests (the real binary over real TLS, on SQLite and on
+# PostgreSQL).
 #
 #   ./scripts/test-all.sh
 #
-# Anything the tests need is installed or started here when missing.
+# Anything the tests need is installed or started here when missing:
+# PostgreSQL is started on a free port in a temporary directory unless
+# PORTCULLIS_TEST_POSTGRES_URL names one (a server where the user may
+# CREATE DATABASE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+CLEANUP=()
+cleanup() { for c in "${CLEANUP[@]}"; do eval "$c" || true; done; }
+trap cleanup EXIT
+
+ensure_postgres() {
+  if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
+    echo "using PostgreSQL at the given PORTCULLIS_TEST_POSTGRES_URL"
+    return
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "installing PostgreSQL"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  local dir port run=()
+  dir=$(mktemp -d /tmp/portcullis-pg.XXXXXX)
+  port=$(free_port)
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$dir" postgres
+    chown postgres "$dir"
+    run=(runuser -u postgres --)
+  fi
+  "${run[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  CLEANUP+=("${run[*]} $bin/pg_ctl -D $dir/data -m immediate stop >/dev/null; rm -rf $dir")
+  export PORTCULLIS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  echo "started PostgreSQL on 127.0.0.1:$port"
+}
 
 echo "== toolchain"
 cargo --version
@@ -16,6 +55,9 @@ cargo fmt --all -- --check
 
 echo "== lints"
 cargo clippy --all-targets --locked -- -D warnings
+
+echo "== services"
+ensure_postgres
 
 echo "== tests (unit, doc, end-to-end)"
 cargo test --all-targets --locked

@@ -16,3 +16,5 @@ mod limits;
 mod check;
 // Secrets: from the environment only, refused when weak, never logged.
 mod secrets;
+// Identity: login, refresh rotation and reuse, JWT attacks, OAuth, keys, both stores.
+mod identity;

@@ -97,7 +97,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!(%warning, "configuration warning");
     }
-    tokio::spawn(reload_on_sighup(certificate));
+    tokio::spawn(reload_on_sighup(certificate, identity.clone()));
     tokio::spawn(keep_identity_fresh(identity.clone()));
 
     wait_for_shutdown_signal().await;
@@ -277,11 +277,18 @@ async fn keep_identity_fresh(identity: Arc<Identity>) {
     }
 }
 
+/// On SIGHUP: re-reads the TLS certificate and the signing keys.
 #[cfg(unix)]
-async fn reload_on_sighup(certificate: Arc<ReloadingCertificate>) {
+async fn reload_on_sighup(certificate: Arc<ReloadingCertificate>, identity: Arc<Identity>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
     while hangups.recv().await.is_some() {
+        match identity.keys().reload() {
+            Ok(_) => {
+                tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys reloaded")
+            }
+            Err(error) => tracing::error!(%error, "cannot reload the signing keys; keeping the current ones"),
+        }
         match certificate.reload() {
             Ok(()) => {
                 tracing::info!(target: "audit", security = true, event.action = "tls.certificate-reloaded", "TLS certificate reloaded")
@@ -294,7 +301,7 @@ async fn reload_on_sighup(certificate: Arc<ReloadingCertificate>) {
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_certificate: Arc<ReloadingCertificate>) {}
+async fn reload_on_sighup(_certificate: Arc<ReloadingCertificate>, _identity: Arc<Identity>) {}
 
 async fn wait_for_shutdown_signal() {
     #[cfg(unix)]

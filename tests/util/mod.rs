@@ -179,14 +179,25 @@ pub fn plain_client() -> reqwest::Client {
 
 /// Runs `portcullis` with `args` in `dir` and returns (exit code, stdout + stderr).
 pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    run_cli_with_input(dir, args, env, "")
+}
+
+/// Like [`run_cli`], writing `input` to the command's standard input.
+pub fn run_cli_with_input(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().copied())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
@@ -254,4 +265,35 @@ pub async fn raw_tcp(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Strin
     let mut out = Vec::new();
     let _ = tokio::time::timeout(timeout, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the data directory (the default).
+    Sqlite,
+    /// A fresh database on the PostgreSQL named by `PORTCULLIS_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// Both backends, for tests that must pass on each.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// The `[store]` table for `backend`: nothing for SQLite; for PostgreSQL, a
+/// new empty database (so tests never share state).
+pub async fn store_section(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => {
+            let base = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect(
+                "PORTCULLIS_TEST_POSTGRES_URL is not set: run ./scripts/test-all.sh, which starts PostgreSQL, or point it at a server",
+            );
+            use sqlx::Connection as _;
+            let mut connection = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+            let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut connection).await.unwrap();
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("[store]\nurl = \"{prefix}/{name}\"\n")
+        }
+    }
 }
