@@ -531,3 +531,98 @@ async fn passwords_tokens_and_client_secrets_never_reach_the_logs() {
         assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
     }
 }
+
+/// A JWKS server on loopback whose key set the test can change.
+async fn jwks_server(body: std::sync::Arc<std::sync::Mutex<String>>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let text = body.lock().unwrap().clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(hyper::body::Bytes::from(text)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    (encoding, serde_json::to_value(jwk).unwrap())
+}
+
+#[tokio::test]
+async fn tokens_of_an_external_issuer_are_accepted_with_mapped_roles() {
+    let (first_key, first_jwk) = rsa_key("idp-1");
+    let body = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": [first_jwk]}).to_string()));
+    let addr = jwks_server(body.clone()).await;
+    let extra = format!(
+        "[[tokens.external]]\nissuer = \"https://idp.test/realms/main\"\naudience = \"orders-api\"\n\
+         jwks_url = \"http://{addr}/certs\"\nroles_claim = \"realm_access.roles\"\n"
+    );
+    let s = start(Backend::Sqlite, &extra).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = json!({
+        "iss": "https://idp.test/realms/main", "aud": "orders-api", "sub": "kc-user-1", "exp": now + 300, "iat": now,
+        "realm_access": {"roles": ["admin", "offline_access"]}, "preferred_username": "kim", "scope": "openid orders",
+    });
+    let mint = |key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    };
+    let token = mint(&first_key, "idp-1", &claims);
+    let me: Value = s.get("/auth/me", &token).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["admin", "offline_access"]));
+    assert_eq!(me["username"], "kim");
+    assert_eq!(s.get("/api/x", &token).await.status(), 200);
+
+    let mut wrong_audience = claims.clone();
+    wrong_audience["aud"] = json!("another-api");
+    problem(s.get("/api/x", &mint(&first_key, "idp-1", &wrong_audience)).await, 401, "unauthenticated").await;
+    let mut unknown_issuer = claims.clone();
+    unknown_issuer["iss"] = json!("https://evil.test");
+    problem(s.get("/api/x", &mint(&first_key, "idp-1", &unknown_issuer)).await, 401, "unauthenticated").await;
+    s.server.wait_for_log("unknown issuer");
+
+    // The issuer rotates: a token of the new key is refused until the set is
+    // fetched again (prompted here by SIGHUP).
+    let (second_key, second_jwk) = rsa_key("idp-2");
+    *body.lock().unwrap() = json!({"keys": [second_jwk]}).to_string();
+    let rotated = mint(&second_key, "idp-2", &claims);
+    problem(s.get("/api/x", &rotated).await, 401, "unauthenticated").await;
+    s.server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get("/api/x", &rotated).await.status() != 200 {
+        assert!(Instant::now() < deadline, "the rotated key was never fetched");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // HS256 with the issuer's public modulus as a secret: never accepted.
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("idp-2".into());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"n-of-the-public-key-as-secret").unwrap(),
+    )
+    .unwrap();
+    problem(s.get("/api/x", &confused).await, 401, "unauthenticated").await;
+}

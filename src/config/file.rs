@@ -172,6 +172,24 @@ pub struct TokensSection {
     pub max_token_size: Option<Spanned<String>>,
     /// Directory of signing keys (default `<data_dir>/keys`).
     pub keys_dir: Option<String>,
+    /// `[[tokens.external]]`: other issuers whose tokens are accepted.
+    pub external: Vec<Spanned<ExternalIssuerSection>>,
+}
+
+/// One `[[tokens.external]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuerSection {
+    /// The issuer URL, exactly as in its tokens' `iss`.
+    pub issuer: Spanned<String>,
+    /// The `aud` its tokens must carry for this gateway.
+    pub audience: Spanned<String>,
+    /// Its JWKS (default `<issuer>/.well-known/jwks.json`).
+    pub jwks_url: Option<Spanned<String>>,
+    /// Dotted path of the roles claim (default `roles`).
+    pub roles_claim: Option<String>,
+    /// Accepted algorithms (default RS256, ES256, EdDSA).
+    pub algorithms: Option<Spanned<Vec<String>>>,
 }
 
 /// `[login]`.

@@ -191,6 +191,23 @@ pub struct TokensConfig {
     pub max_token_size: usize,
     /// Directory of signing keys.
     pub keys_dir: PathBuf,
+    /// Other issuers whose tokens are accepted.
+    pub external: Vec<ExternalIssuerConfig>,
+}
+
+/// One `[[tokens.external]]`, validated.
+#[derive(Debug, Clone)]
+pub struct ExternalIssuerConfig {
+    /// `iss` of its tokens.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Where its public keys are.
+    pub jwks_url: http::Uri,
+    /// Dotted path of the roles claim.
+    pub roles_claim: String,
+    /// Accepted algorithms.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
 }
 
 /// `[login]`, validated.

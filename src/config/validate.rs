@@ -15,8 +15,8 @@ use super::diagnostic::{Diagnostic, Severity, SourceMap};
 use super::file::{CorsSection, FileConfig, HeadersSection, RouteSection};
 use super::units::{parse_duration, parse_size};
 use super::{
-    AuthMode, Config, Limits, LogConfig, LogFormat, LoginConfig, RouteConfig, ServerConfig, StoreConfig, TlsFiles,
-    TokensConfig, Upstream, lint,
+    AuthMode, Config, ExternalIssuerConfig, Limits, LogConfig, LogFormat, LoginConfig, RouteConfig, ServerConfig,
+    StoreConfig, TlsFiles, TokensConfig, Upstream, lint,
 };
 use crate::gates::cors::{AllowedOrigins, CorsPolicy};
 use crate::gates::headers::{CREDENTIALED_CACHE_CONTROL, DEFAULT_REMOVED, HeaderPolicy, OFF, SECURITY_HEADERS};
@@ -431,7 +431,79 @@ fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &ServerConfi
         },
         max_token_size: usize::try_from(max_token_size).unwrap_or(8 << 10),
         keys_dir: t.keys_dir.as_ref().map_or_else(|| server.data_dir.join("keys"), PathBuf::from),
+        external: t.external.iter().filter_map(|e| validate_external(v, e)).collect(),
     }
+}
+
+fn validate_external(
+    v: &mut Validator<'_>,
+    section: &Spanned<super::file::ExternalIssuerSection>,
+) -> Option<ExternalIssuerConfig> {
+    let e = section.get_ref();
+    let issuer = e.issuer.get_ref().trim_end_matches('/').to_owned();
+    if issuer.is_empty() {
+        v.error(&e.issuer, "`issuer` is empty");
+        return None;
+    }
+    if e.audience.get_ref().trim().is_empty() {
+        v.error(&e.audience, "`audience` is empty: every external token must be meant for this gateway");
+        return None;
+    }
+    let url_text =
+        e.jwks_url.as_ref().map_or_else(|| format!("{issuer}/.well-known/jwks.json"), |u| u.get_ref().clone());
+    let jwks_url = match url_text.parse::<Uri>() {
+        Ok(uri) if uri.scheme() == Some(&Scheme::HTTPS) && uri.host().is_some() => uri,
+        Ok(uri)
+            if uri.scheme() == Some(&Scheme::HTTP)
+                && uri.host().is_some_and(|h| {
+                    h == "localhost"
+                        || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                }) =>
+        {
+            uri
+        }
+        _ => {
+            match &e.jwks_url {
+                Some(value) => v.error(value, "`jwks_url` must be an https URL (http only on loopback, for tests)"),
+                None => v.error(&e.issuer, "the issuer is not an https URL; set `jwks_url`"),
+            }
+            return None;
+        }
+    };
+    let algorithms = match &e.algorithms {
+        None => vec![jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::ES256, jsonwebtoken::Algorithm::EdDSA],
+        Some(list) => {
+            let mut algorithms = Vec::new();
+            for name in list.get_ref() {
+                match name.parse::<jsonwebtoken::Algorithm>() {
+                    Ok(alg)
+                        if !matches!(
+                            alg,
+                            jsonwebtoken::Algorithm::HS256
+                                | jsonwebtoken::Algorithm::HS384
+                                | jsonwebtoken::Algorithm::HS512
+                        ) =>
+                    {
+                        algorithms.push(alg);
+                    }
+                    _ => v.error(
+                        list,
+                        format!(
+                            "`{name}` is not an accepted algorithm (RS256, RS384, RS512, PS256, ES256, ES384, EdDSA)"
+                        ),
+                    ),
+                }
+            }
+            algorithms
+        }
+    };
+    Some(ExternalIssuerConfig {
+        issuer,
+        audience: e.audience.get_ref().clone(),
+        jwks_url,
+        roles_claim: e.roles_claim.clone().unwrap_or_else(|| "roles".to_owned()),
+        algorithms,
+    })
 }
 
 fn validate_login(v: &mut Validator<'_>, raw: &FileConfig) -> LoginConfig {

@@ -7,6 +7,7 @@
 //! on every use, and a reused one revokes its whole family.
 
 pub mod denylist;
+pub mod external;
 pub mod keys;
 pub mod password;
 pub mod tokens;
@@ -130,6 +131,8 @@ pub struct Identity {
     tokens: TokensConfig,
     login: LoginConfig,
     rules: TokenRules,
+    external: Vec<external::ExternalIssuer>,
+    unknown_external_kid: tokio::sync::Notify,
 }
 
 /// A random opaque token with `prefix`.
@@ -186,7 +189,18 @@ impl Identity {
             leeway: tokens.leeway.as_secs(),
             max_size: tokens.max_token_size,
         };
-        Self { store, keys, hasher, denylist: Denylist::new(100_000), tokens, login, rules }
+        let external = tokens.external.iter().cloned().map(external::ExternalIssuer::new).collect();
+        Self {
+            store,
+            keys,
+            hasher,
+            denylist: Denylist::new(100_000),
+            tokens,
+            login,
+            rules,
+            external,
+            unknown_external_kid: tokio::sync::Notify::new(),
+        }
     }
 
     /// The signing keys.
@@ -211,13 +225,62 @@ impl Identity {
 
     // === verification ===
 
-    /// Verifies an access token, including revocation.
+    /// Verifies an access token — Portcullis's own, or one of a configured
+    /// external issuer (picked by its `iss`) — including revocation.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let claims = tokens::verify(&self.keys.ring(), &self.rules, token)?;
+        let parsed = tokens::parse(token, self.rules.max_size)?;
+        let claims = match parsed.issuer.as_deref() {
+            Some(iss) if iss == self.rules.issuer => {
+                tokens::verify_parsed(&self.keys.ring(), &self.rules, token, &parsed.header)?
+            }
+            Some(iss) => {
+                let issuer = self
+                    .external
+                    .iter()
+                    .find(|e| e.issuer() == iss.trim_end_matches('/'))
+                    .ok_or(TokenError::UnknownIssuer)?;
+                let verified = issuer.verify(token, &parsed.header, self.rules.leeway);
+                if verified == Err(TokenError::UnknownKey) && issuer.refresh_due(true) {
+                    self.unknown_external_kid.notify_one();
+                }
+                verified?
+            }
+            None => return Err(TokenError::BadClaims("missing iss".into())),
+        };
         if self.denylist.is_revoked(&claims.jti, &claims.sub, claims.iat) {
             return Err(TokenError::Revoked);
         }
         Ok(claims)
+    }
+
+    /// Refreshes the external issuers' key sets that are due: never fetched,
+    /// on schedule, or (`prompted`) because a token named an unknown key.
+    pub async fn refresh_external_keys(&self, client: &crate::proxy::UpstreamClient, prompted: bool) {
+        for issuer in &self.external {
+            if issuer.refresh_due(prompted) {
+                match issuer.refresh(client).await {
+                    Ok(count) => {
+                        tracing::debug!(issuer = issuer.issuer(), keys = count, "external issuer keys fetched")
+                    }
+                    Err(error) => {
+                        tracing::warn!(issuer = issuer.issuer(), %error, "cannot fetch the external issuer's keys")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks for every external key set to be fetched again now (SIGHUP).
+    pub fn expire_external_keys(&self) {
+        for issuer in &self.external {
+            issuer.expire();
+        }
+        self.unknown_external_kid.notify_one();
+    }
+
+    /// Woken when a token names an unknown key of an external issuer.
+    pub fn unknown_external_kid(&self) -> &tokio::sync::Notify {
+        &self.unknown_external_kid
     }
 
     /// Reloads revocations from the store (every instance, every few seconds).

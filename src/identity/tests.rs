@@ -29,6 +29,7 @@ async fn identity() -> (tempfile::TempDir, Identity) {
         leeway: Duration::from_secs(5),
         max_token_size: 8192,
         keys_dir: dir.path().join("keys"),
+        external: Vec::new(),
     };
     let login = LoginConfig { allow_registration: true, policy: PasswordPolicy::default(), max_concurrent_hashes: 2 };
     let hasher = PasswordHasher::with_params(Params::new(1024, 1, 1, None).unwrap(), 2).unwrap();

@@ -104,6 +104,8 @@ pub enum TokenError {
     BadClaims(String),
     /// The token or its user was revoked.
     Revoked,
+    /// The `iss` is neither Portcullis nor a configured external issuer.
+    UnknownIssuer,
 }
 
 impl fmt::Display for TokenError {
@@ -122,6 +124,7 @@ impl fmt::Display for TokenError {
             Self::WrongAudience => f.write_str("wrong audience"),
             Self::BadClaims(what) => write!(f, "bad claims: {what}"),
             Self::Revoked => f.write_str("token revoked"),
+            Self::UnknownIssuer => f.write_str("unknown issuer"),
         }
     }
 }
@@ -137,17 +140,24 @@ pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> Result<String, jsonwebtoke
 
 /// The header fields verification looks at (others are ignored, never used).
 #[derive(Deserialize)]
-struct RawHeader {
-    alg: String,
+pub(crate) struct RawHeader {
+    pub(crate) alg: String,
     #[serde(default)]
-    typ: Option<String>,
+    pub(crate) typ: Option<String>,
     #[serde(default)]
-    kid: Option<String>,
+    pub(crate) kid: Option<String>,
 }
 
-/// Verifies an access token (everything but revocation) and returns its claims.
-pub fn verify(ring: &KeyRing, rules: &TokenRules, token: &str) -> Result<AccessClaims, TokenError> {
-    if token.len() > rules.max_size {
+/// A token split and checked for shape, before any signature check.
+pub(crate) struct Parsed {
+    pub(crate) header: RawHeader,
+    /// The `iss` claim, unverified: only used to pick who verifies.
+    pub(crate) issuer: Option<String>,
+}
+
+/// Checks size, shape, base64 and JSON (no duplicate keys) of a token.
+pub(crate) fn parse(token: &str, max_size: usize) -> Result<Parsed, TokenError> {
+    if token.len() > max_size {
         return Err(TokenError::TooLarge);
     }
     let mut parts = token.split('.');
@@ -161,6 +171,60 @@ pub fn verify(ring: &KeyRing, rules: &TokenRules, token: &str) -> Result<AccessC
     check_no_duplicate_keys(&header_json)?;
     check_no_duplicate_keys(&payload_json)?;
     let header: RawHeader = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+    #[derive(Deserialize)]
+    struct Issuer {
+        #[serde(default)]
+        iss: Option<serde_json::Value>,
+    }
+    let issuer = serde_json::from_slice::<Issuer>(&payload_json)
+        .map_err(|_| TokenError::Malformed)?
+        .iss
+        .and_then(|v| v.as_str().map(str::to_owned));
+    Ok(Parsed { header, issuer })
+}
+
+/// Maps a jsonwebtoken validation error to the check that failed.
+pub(crate) fn classify(error: &jsonwebtoken::errors::Error) -> TokenError {
+    match error.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::AlgorithmMismatch,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::BadClaims(format!("missing {claim}")),
+        ErrorKind::InvalidClaimFormat(claim) => TokenError::BadClaims(format!("{claim} has the wrong type")),
+        ErrorKind::Json(_) => TokenError::BadClaims("missing or mistyped claims".into()),
+        _ => TokenError::Malformed,
+    }
+}
+
+/// The validation every token gets: its key's algorithm only, issuer,
+/// audience, `exp` and `nbf` with leeway, the registered claims required.
+pub(crate) fn validation(alg: jsonwebtoken::Algorithm, issuer: &str, audience: &str, leeway: u64) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.leeway = leeway;
+    validation.validate_nbf = true;
+    validation.required_spec_claims = ["exp", "iss", "aud", "sub"].iter().map(|s| (*s).to_owned()).collect();
+    validation
+}
+
+/// Verifies one of Portcullis's own access tokens (everything but
+/// revocation) and returns its claims.
+pub fn verify(ring: &KeyRing, rules: &TokenRules, token: &str) -> Result<AccessClaims, TokenError> {
+    let Parsed { header, .. } = parse(token, rules.max_size)?;
+    verify_parsed(ring, rules, token, &header)
+}
+
+/// [`verify`] for a token already through [`parse`].
+pub(crate) fn verify_parsed(
+    ring: &KeyRing,
+    rules: &TokenRules,
+    token: &str,
+    header: &RawHeader,
+) -> Result<AccessClaims, TokenError> {
     let typ_ok = header
         .typ
         .as_deref()
@@ -172,26 +236,11 @@ pub fn verify(ring: &KeyRing, rules: &TokenRules, token: &str) -> Result<AccessC
     if header.alg.parse::<jsonwebtoken::Algorithm>().ok() != Some(key.alg.jwt()) {
         return Err(TokenError::AlgorithmMismatch);
     }
-    let mut validation = Validation::new(key.alg.jwt());
-    validation.set_issuer(&[&rules.issuer]);
-    validation.set_audience(&[&rules.audience]);
-    validation.leeway = rules.leeway;
-    validation.validate_nbf = true;
-    validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"].iter().map(|s| (*s).to_owned()).collect();
-    jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|e| match e
-        .kind()
-    {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-        ErrorKind::InvalidAudience => TokenError::WrongAudience,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::AlgorithmMismatch,
-        ErrorKind::MissingRequiredClaim(claim) => TokenError::BadClaims(format!("missing {claim}")),
-        ErrorKind::InvalidClaimFormat(claim) => TokenError::BadClaims(format!("{claim} has the wrong type")),
-        ErrorKind::Json(_) => TokenError::BadClaims("missing or mistyped claims".into()),
-        _ => TokenError::Malformed,
-    })
+    let mut validation = validation(key.alg.jwt(), &rules.issuer, &rules.audience, rules.leeway);
+    validation.required_spec_claims.insert("nbf".to_owned());
+    jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| classify(&e))
 }
 
 /// Refuses JSON whose objects repeat a key: parsers disagree on which value

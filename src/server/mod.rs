@@ -98,7 +98,9 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         tracing::warn!(%warning, "configuration warning");
     }
     tokio::spawn(reload_on_sighup(certificate, identity.clone()));
-    tokio::spawn(keep_identity_fresh(identity.clone()));
+    let control_client = upstream_client(Duration::from_secs(30));
+    identity.refresh_external_keys(&control_client, false).await;
+    tokio::spawn(keep_identity_fresh(identity.clone(), control_client));
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -255,12 +257,20 @@ pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result
     Ok(identity)
 }
 
-/// Reloads the key directory and the revocation list, forever.
-async fn keep_identity_fresh(identity: Arc<Identity>) {
+/// Reloads the key directory, the revocation list and external issuers'
+/// keys, forever.
+async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::UpstreamClient) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut round = 0u64;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = identity.unknown_external_kid().notified() => {
+                identity.refresh_external_keys(&client, true).await;
+                continue;
+            }
+        }
+        identity.refresh_external_keys(&client, false).await;
         if let Err(error) = identity.sync_denylist().await {
             tracing::warn!(%error, "cannot refresh the revocation list");
         }
@@ -283,6 +293,7 @@ async fn reload_on_sighup(certificate: Arc<ReloadingCertificate>, identity: Arc<
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
     while hangups.recv().await.is_some() {
+        identity.expire_external_keys();
         match identity.keys().reload() {
             Ok(_) => {
                 tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys reloaded")

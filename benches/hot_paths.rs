@@ -1,0 +1,85 @@
+//! Criterion benchmarks of the functions every request or login runs:
+//! access-token verification per algorithm, path normalization, route
+//! matching, and one Argon2id password hash at the OWASP parameters.
+//!
+//!     cargo bench --bench hot_paths
+//!
+//! Results and the machine are recorded in docs/benchmarks.md.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis::config::Config;
+use portcullis::config::secrets::{Environment, Secret};
+use portcullis::gates::path::normalize;
+use portcullis::gates::route::RouteTable;
+use portcullis::identity::keys::{Keys, SigningAlgorithm};
+use portcullis::identity::password::PasswordHasher;
+use portcullis::identity::tokens::{AccessClaims, TokenRules, sign, verify};
+
+fn claims() -> AccessClaims {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    AccessClaims {
+        iss: "https://gw.bench".into(),
+        aud: "portcullis".into(),
+        sub: "01a23385-f19e-770b-bdf0-775f94f34111".into(),
+        exp: now + 3600,
+        iat: now,
+        nbf: now,
+        jti: "5a1c9a4e-2c5d-4a57-9a1b-6f1f3c0e2d11".into(),
+        roles: vec!["user".into()],
+        scope: "orders:read".into(),
+        auth_time: now,
+        client_id: None,
+        username: Some("alice".into()),
+    }
+}
+
+fn token_verification(c: &mut Criterion) {
+    let rules =
+        TokenRules { issuer: "https://gw.bench".into(), audience: "portcullis".into(), leeway: 30, max_size: 8192 };
+    let mut group = c.benchmark_group("token_verify");
+    for alg in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::RS256, SigningAlgorithm::HS256] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load(&Environment::default(), dir.path(), alg, Duration::from_secs(60)).unwrap();
+        let ring = keys.ring();
+        let token = sign(&ring, &claims()).unwrap();
+        group.bench_function(format!("{alg:?}"), |b| b.iter(|| verify(&ring, &rules, black_box(&token)).unwrap()));
+    }
+    group.finish();
+}
+
+fn path_and_route(c: &mut Criterion) {
+    c.bench_function("path_normalize/plain", |b| {
+        b.iter(|| normalize(black_box("/api/v1/orders/12345/items")).unwrap())
+    });
+    c.bench_function("path_normalize/tricky", |b| {
+        b.iter(|| normalize(black_box("//api/./v1/../v1/%6frders/12345/")).unwrap())
+    });
+    let mut toml = String::new();
+    for i in 0..50 {
+        toml.push_str(&format!(
+            "[[route]]\npath = \"/service{i}/{{id}}/items\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:9\"\n"
+        ));
+    }
+    let config = Config::from_text("bench", &toml, &Environment::default()).unwrap();
+    let table = RouteTable::new(&config.routes).unwrap();
+    c.bench_function("route_match/50_routes", |b| {
+        b.iter(|| table.find(black_box(&http::Method::GET), black_box("/service37/12345/items")))
+    });
+}
+
+fn password_hash(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let hasher = PasswordHasher::new(1).unwrap();
+    let password = Secret::new("correct horse battery staple");
+    let mut group = c.benchmark_group("password");
+    group.sample_size(10);
+    group.bench_function("argon2id_owasp_hash", |b| b.iter(|| runtime.block_on(hasher.hash(&password)).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, token_verification, path_and_route, password_hash);
+criterion_main!(benches);
