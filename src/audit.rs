@@ -109,6 +109,7 @@ impl SecurityEvent {
     fn reason_detail(&self) -> String {
         match self {
             Self::Refused(Reason::Unauthenticated { check, .. }) => check.clone(),
+            Self::Refused(Reason::Forbidden { rule }) => rule.clone(),
             Self::Refused(reason) => reason.detail(),
             Self::PathNormalized => "the path was rewritten to its canonical form".to_owned(),
             Self::LoginFailed { reason } => reason.clone(),

@@ -67,6 +67,11 @@ pub enum Reason {
     },
     /// Plain HTTP came from a peer that is not a trusted proxy.
     UntrustedPeer,
+    /// The caller is known but may not do this.
+    Forbidden {
+        /// The requirement that failed (for the audit log only, never the client).
+        rule: String,
+    },
     /// Login with a wrong username, password or a disabled account (one
     /// answer for all, so accounts cannot be enumerated).
     InvalidCredentials,
@@ -119,7 +124,7 @@ impl Reason {
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Self::UntrustedPeer => StatusCode::FORBIDDEN,
+            Self::UntrustedPeer | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::InvalidCredentials | Self::InvalidRefreshToken | Self::FreshLoginRequired { .. } => {
                 StatusCode::UNAUTHORIZED
             }
@@ -147,6 +152,7 @@ impl Reason {
             Self::RequestTimeout => "request-timeout",
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::UntrustedPeer => "untrusted-peer",
+            Self::Forbidden { .. } => "forbidden",
             Self::InvalidCredentials => "invalid-credentials",
             Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::FreshLoginRequired { .. } => "fresh-login-required",
@@ -174,6 +180,7 @@ impl Reason {
             Self::RequestTimeout => "Request not received in time",
             Self::Unauthenticated { .. } => "Authentication required",
             Self::UntrustedPeer => "Plain HTTP is only accepted from trusted proxies",
+            Self::Forbidden { .. } => "Forbidden",
             Self::InvalidCredentials => "Invalid credentials",
             Self::InvalidRefreshToken => "Invalid refresh token",
             Self::FreshLoginRequired { .. } => "Fresh login required",
@@ -203,6 +210,7 @@ impl Reason {
             Self::RequestTimeout => "The request was not sent completely in time.".into(),
             Self::Unauthenticated { .. } => "Valid credentials are required for this route.".into(),
             Self::UntrustedPeer => "Connect over HTTPS.".into(),
+            Self::Forbidden { .. } => "You may not do this.".into(),
             Self::InvalidCredentials => "The username or password is wrong, or the account cannot log in.".into(),
             Self::InvalidRefreshToken => "The refresh token is not valid; log in again.".into(),
             Self::FreshLoginRequired { max_age } => {
@@ -311,6 +319,7 @@ mod tests {
             Reason::RequestTimeout,
             Reason::Unauthenticated { error: None, check: "x".into() },
             Reason::UntrustedPeer,
+            Reason::Forbidden { rule: "x".into() },
             Reason::InvalidCredentials,
             Reason::InvalidRefreshToken,
             Reason::FreshLoginRequired { max_age: 1 },

@@ -17,9 +17,11 @@
 //! 1. CORS (when configured): answers preflights before authentication,
 //!    since browsers send them without credentials.
 //! 2. [`AuthnLayer`]: the route's auth mode (deny by default).
-//! 3. [`BodyLimitLayer`]: the route's body limit, after authentication so an
-//!    anonymous client cannot make the gateway read a body at all.
-//! 4. [`Proxy`]: the upstream.
+//! 3. [`AuthzLayer`]: roles, scopes, the ownership rule (403).
+//! 4. [`BodyLimitLayer`]: the route's body limit, after authentication and
+//!    authorization, so a caller who may not call cannot make the gateway
+//!    read a body at all.
+//! 5. [`Proxy`]: the upstream, with the caller's identity forwarded.
 //!
 //! Built-in endpoints ([`crate::api`]) sit behind the shared gates with a
 //! 64 KiB body limit; they authenticate callers themselves where needed.
@@ -35,6 +37,7 @@ use crate::api;
 use crate::body::Body;
 use crate::config::{Config, RouteConfig};
 use crate::gates::authn::AuthnLayer;
+use crate::gates::authz::AuthzLayer;
 use crate::gates::context::ContextLayer;
 use crate::gates::headers::{RouteHeaderPolicy, SecurityHeadersLayer};
 use crate::gates::limits::{BodyLimitLayer, RequestLimitsLayer};
@@ -85,11 +88,12 @@ pub fn gateway(config: &Config, identity: &Arc<Identity>, client: &UpstreamClien
 }
 
 fn route_entry(config: &Config, route: &RouteConfig, identity: &Arc<Identity>, client: &UpstreamClient) -> RouteEntry {
-    let proxy = Proxy::new(client.clone(), ProxyTarget::new(route));
+    let proxy = Proxy::new(client.clone(), ProxyTarget::new(route, identity.clone()));
     let service: RouteService = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
             .layer(AuthnLayer::new(route.auth, route.fresh_within, identity.clone()))
+            .layer(AuthzLayer::new(route.policy.clone()))
             .layer(BodyLimitLayer { max_body: route.max_body, body_timeout: config.limits.body_timeout })
             .service(proxy),
     );

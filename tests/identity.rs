@@ -228,7 +228,7 @@ async fn jwt_attacks_are_refused_with_401_and_the_failed_check_logged() {
         ("HS256 with the public key", confused, "alg does not match"),
         ("expired", with(&|c| c["exp"] = json!(now - 3600)), "token expired"),
         ("not yet valid", with(&|c| c["nbf"] = json!(now + 3600)), "not yet valid"),
-        ("wrong issuer", with(&|c| c["iss"] = json!("https://evil.example")), "wrong issuer"),
+        ("wrong issuer", with(&|c| c["iss"] = json!("https://evil.example")), "unknown issuer"),
         ("wrong audience", with(&|c| c["aud"] = json!("another-api")), "wrong audience"),
         ("tampered payload", format!("{}.{}.{}", parts[0], b64(&raised), parts[2]), "bad signature"),
         (

@@ -206,6 +206,19 @@ pub struct LoginSection {
     pub max_concurrent_hashes: Option<Spanned<i64>>,
 }
 
+/// `forward_identity = { ... }` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardIdentitySection {
+    /// Send `X-User-Id`, `X-User-Name`, `X-User-Roles`, `X-User-Scopes`,
+    /// `X-Client-Id` (default true).
+    pub headers: Option<bool>,
+    /// Send a signed identity JWT in `X-Identity-Token` (default false).
+    pub token: Option<bool>,
+    /// The `aud` of that JWT (default: the upstream's host:port).
+    pub audience: Option<String>,
+}
+
 /// One `[[route]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +237,16 @@ pub struct RouteSection {
     pub upstream_timeout: Option<Spanned<String>>,
     /// Demand a password typed within this long (step-up), e.g. `"5m"`.
     pub fresh_within: Option<Spanned<String>>,
+    /// The caller needs one of these roles.
+    pub roles: Option<Spanned<Vec<String>>>,
+    /// The caller needs all of these scopes.
+    pub scopes: Option<Spanned<Vec<String>>>,
+    /// A CEL ownership rule that must be true.
+    pub allow_if: Option<Spanned<String>>,
+    /// How the caller's identity reaches the upstream.
+    pub forward_identity: Option<ForwardIdentitySection>,
+    /// Pass the client's own `Authorization` header upstream (default false).
+    pub forward_token: Option<bool>,
     /// Send the client's `Host` to the upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,

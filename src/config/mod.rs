@@ -46,6 +46,7 @@ use diagnostic::SourceMap;
 pub use diagnostic::{Diagnostic, Severity};
 use secrets::Environment;
 
+use crate::gates::authz::Policy;
 use crate::gates::cors::CorsPolicy;
 use crate::gates::headers::HeaderPolicy;
 use crate::identity::keys::SigningAlgorithm;
@@ -243,6 +244,17 @@ pub struct Upstream {
     pub base_path: String,
 }
 
+/// How a route tells its upstream who the caller is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardIdentity {
+    /// Plain `X-User-*` headers.
+    pub headers: bool,
+    /// A signed identity JWT in `X-Identity-Token`, with this audience.
+    pub token: Option<String>,
+    /// Keep the client's own `Authorization` header.
+    pub bearer: bool,
+}
+
 /// One `[[route]]`, validated.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -260,6 +272,10 @@ pub struct RouteConfig {
     pub upstream_timeout: Duration,
     /// Require a password typed within this long, if set.
     pub fresh_within: Option<Duration>,
+    /// Roles, scopes and ownership rule.
+    pub policy: Arc<Policy>,
+    /// How the caller's identity reaches the upstream.
+    pub forward: ForwardIdentity,
     /// Forward the client's `Host` header.
     pub preserve_host: bool,
     /// Prefix removed from the path before forwarding.

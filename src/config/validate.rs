@@ -15,9 +15,10 @@ use super::diagnostic::{Diagnostic, Severity, SourceMap};
 use super::file::{CorsSection, FileConfig, HeadersSection, RouteSection};
 use super::units::{parse_duration, parse_size};
 use super::{
-    AuthMode, Config, ExternalIssuerConfig, Limits, LogConfig, LogFormat, LoginConfig, RouteConfig, ServerConfig,
-    StoreConfig, TlsFiles, TokensConfig, Upstream, lint,
+    AuthMode, Config, ExternalIssuerConfig, ForwardIdentity, Limits, LogConfig, LogFormat, LoginConfig, RouteConfig,
+    ServerConfig, StoreConfig, TlsFiles, TokensConfig, Upstream, lint,
 };
+use crate::gates::authz::{Policy, Rule};
 use crate::gates::cors::{AllowedOrigins, CorsPolicy};
 use crate::gates::headers::{CREDENTIALED_CACHE_CONTROL, DEFAULT_REMOVED, HeaderPolicy, OFF, SECURITY_HEADERS};
 use crate::gates::path::normalize;
@@ -621,6 +622,16 @@ fn validate_route(
         }
         valid.then(|| prefix.clone())
     });
+    let policy = route_policy(v, r, &pattern, auth, &mut ok);
+    let forward = ForwardIdentity {
+        headers: r.forward_identity.as_ref().and_then(|f| f.headers).unwrap_or(true),
+        token: r.forward_identity.as_ref().filter(|f| f.token == Some(true)).map(|f| {
+            f.audience
+                .clone()
+                .unwrap_or_else(|| upstream.as_ref().map_or_else(String::new, |u| u.authority.to_string()))
+        }),
+        bearer: r.forward_token.unwrap_or(false),
+    };
     let header_sections: Vec<&HeadersSection> = r.headers.iter().chain([&raw.headers]).collect();
     let headers = Arc::new(header_policy(v, &header_sections));
     let cors = match &r.cors {
@@ -648,6 +659,8 @@ fn validate_route(
             .fresh_within
             .as_ref()
             .map(|value| v.duration(Some(value), "fresh_within", Duration::from_secs(300))),
+        policy,
+        forward,
         preserve_host: r.preserve_host,
         strip_prefix,
         headers,
@@ -675,6 +688,52 @@ fn validate_route(
     }
     lint::lint_route(v, spanned, &route);
     ok.then_some(route)
+}
+
+/// The roles, scopes and compiled rule of a route.
+fn route_policy(v: &mut Validator<'_>, r: &RouteSection, pattern: &str, auth: AuthMode, ok: &mut bool) -> Arc<Policy> {
+    let names =
+        |list: &Option<Spanned<Vec<String>>>, what: &str, v: &mut Validator<'_>, ok: &mut bool| -> Vec<String> {
+            let Some(list) = list else { return Vec::new() };
+            for name in list.get_ref() {
+                if name.is_empty()
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+                {
+                    v.error(list, format!("`{name}` is not a valid {what} name"));
+                    *ok = false;
+                }
+            }
+            list.get_ref().clone()
+        };
+    let roles = names(&r.roles, "role", v, ok);
+    let scopes = names(&r.scopes, "scope", v, ok);
+    let params: Vec<String> = pattern
+        .split('{')
+        .skip(1)
+        .filter_map(|p| p.split('}').next())
+        .map(|p| p.trim_start_matches('*').to_owned())
+        .collect();
+    let rule = r.allow_if.as_ref().and_then(|source| match Rule::compile(source.get_ref(), &params) {
+        Ok(rule) => Some(rule),
+        Err(error) => {
+            // Point inside the string: past the opening quote, at the rule's offset.
+            let offset = source.span().start + 1 + error.offset;
+            v.diagnostics.push(v.map.at(Severity::Error, Some(offset), format!("`allow_if`: {}", error.message)));
+            *ok = false;
+            None
+        }
+    });
+    let requires_something = !roles.is_empty() || !scopes.is_empty() || r.allow_if.is_some();
+    if requires_something && auth == AuthMode::None {
+        if let Some(value) = r.auth.as_ref() {
+            v.error(
+                value,
+                "`roles`, `scopes` and `allow_if` need authentication: use auth = \"required\" or \"optional\"",
+            );
+        }
+        *ok = false;
+    }
+    Arc::new(Policy::new(roles, scopes, rule))
 }
 
 /// A route pattern must already be canonical, so that it can match.

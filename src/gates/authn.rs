@@ -16,9 +16,10 @@
 //! names the exact check that failed. A route with `fresh_within` also
 //! demands a password typed that recently (RFC 9470 step-up:
 //! `error="insufficient_user_authentication"`). The verified claims go to
-//! later gates as a [`Principal`]; the client's `Authorization` header is
-//! removed before the upstream sees the request (the upstream gets the
-//! identity the gateway forwards instead).
+//! later gates as a [`Principal`]. The proxy removes the client's
+//! `Authorization` header before the upstream sees the request (unless the
+//! route sets `forward_token`) and forwards the identity instead (see
+//! [`crate::proxy::identity`]).
 //!
 //! ```no_run
 //! # fn demo(identity: std::sync::Arc<portcullis::identity::Identity>) {
@@ -67,10 +68,7 @@ impl AuthnLayer {
         }
         let presented = request.headers().get_all(header::AUTHORIZATION).iter().count();
         let claims = match (presented, bearer_token(request.headers())) {
-            (0, _) if self.mode == AuthMode::Optional => {
-                request.headers_mut().remove(header::COOKIE);
-                return Ok(());
-            }
+            (0, _) if self.mode == AuthMode::Optional => return Ok(()),
             (0, _) => return Err(Reason::Unauthenticated { error: None, check: "no credentials presented".into() }),
             (_, None) => {
                 return Err(Reason::Unauthenticated {
@@ -89,8 +87,6 @@ impl AuthnLayer {
                 return Err(Reason::FreshLoginRequired { max_age: fresh_within.as_secs() });
             }
         }
-        request.headers_mut().remove(header::AUTHORIZATION);
-        request.headers_mut().remove(header::COOKIE);
         request.extensions_mut().insert(Principal(Arc::new(claims)));
         Ok(())
     }

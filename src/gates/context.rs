@@ -31,6 +31,7 @@ use tower::{Layer, Service};
 use crate::audit::{self, EventContext, SecurityEvent};
 use crate::body::{Body, BoxError, full};
 use crate::error::{Reason, Rejection};
+use crate::gates::authn::Principal;
 use crate::gates::path::CanonicalPath;
 use crate::gates::route::MatchedRoute;
 use crate::proxy::forwarded::{ClientInfo, client_info};
@@ -177,6 +178,7 @@ impl RequestSummary {
             .get::<CanonicalPath>()
             .map_or_else(|| self.raw_path.clone(), |p| p.canonical().into());
         let request_id = self.request_id.to_str().unwrap_or("-").to_owned();
+        let subject = response.extensions().get::<Principal>().map(|p| p.0.sub.clone());
         if let Some(rejection) = response.extensions_mut().remove::<Rejection>() {
             let body = rejection.problem_json(&request_id);
             let headers = response.headers_mut();
@@ -191,7 +193,7 @@ impl RequestSummary {
                     method: &self.method,
                     path: &path,
                     route: route.as_deref(),
-                    subject: None,
+                    subject: subject.as_deref(),
                 },
             );
         }

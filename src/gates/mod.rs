@@ -1,6 +1,7 @@
 //! The gates a request passes, one module each; [`crate::stack`] orders them.
 
 pub mod authn;
+pub mod authz;
 pub mod context;
 pub mod cors;
 pub mod headers;

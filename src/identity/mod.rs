@@ -350,6 +350,27 @@ impl Identity {
         Ok(token)
     }
 
+    /// A short-lived identity token for an upstream (`aud` = `audience`),
+    /// saying who the verified caller is. Lives 60 seconds.
+    pub fn identity_token(&self, caller: &AccessClaims, audience: &str) -> Result<String, String> {
+        let now = now();
+        let claims = serde_json::json!({
+            "iss": self.tokens.issuer,
+            "aud": audience,
+            "sub": caller.sub,
+            "exp": now + 60,
+            "iat": now,
+            "nbf": now,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "roles": caller.roles,
+            "scope": caller.scope,
+            "username": caller.username,
+            "client_id": caller.client_id,
+            "auth_time": caller.auth_time,
+        });
+        tokens::sign_typed(&self.keys.ring(), &claims, tokens::IDENTITY_TOKEN_TYPE).map_err(|e| e.to_string())
+    }
+
     // === login, refresh, logout ===
 
     /// Checks a username and password. Unknown users, wrong passwords and

@@ -30,6 +30,10 @@ use super::keys::KeyRing;
 /// The `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
+/// The `typ` of the identity tokens forwarded to upstreams: never accepted
+/// as an access token, and its audience is the upstream, not the gateway.
+pub const IDENTITY_TOKEN_TYPE: &str = "identity+jwt";
+
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -129,12 +133,17 @@ impl fmt::Display for TokenError {
     }
 }
 
-/// Signs `claims` with the ring's active key.
+/// Signs `claims` as an access token with the ring's active key.
 pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+    sign_typed(ring, claims, ACCESS_TOKEN_TYPE)
+}
+
+/// Signs `claims` with the ring's active key and the given `typ`.
+pub fn sign_typed<T: Serialize>(ring: &KeyRing, claims: &T, typ: &str) -> Result<String, jsonwebtoken::errors::Error> {
     let key = ring.active();
     let mut header = Header::new(key.alg.jwt());
     header.kid = Some(key.kid.clone());
-    header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+    header.typ = Some(typ.to_owned());
     jsonwebtoken::encode(&header, claims, &key.encoding)
 }
 

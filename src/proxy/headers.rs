@@ -18,7 +18,8 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Headers through which the gateway tells the upstream who the caller is.
 /// A client can never send them: they are removed from every request.
-pub const GATEWAY_OWNED: &[&str] = &["x-user-id", "x-user-name", "x-user-roles", "x-user-scopes", "x-identity-token"];
+pub const GATEWAY_OWNED: &[&str] =
+    &["x-user-id", "x-user-name", "x-user-roles", "x-user-scopes", "x-client-id", "x-identity-token"];
 
 /// Prefix of further gateway-owned headers (`X-Portcullis-…`).
 pub const GATEWAY_OWNED_PREFIX: &str = "x-portcullis-";

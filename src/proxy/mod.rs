@@ -16,6 +16,7 @@
 
 pub mod forwarded;
 pub mod headers;
+pub mod identity;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,10 +37,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 use crate::body::{Body, BodyTimedOut, BodyTooLarge, boxed, find_cause, full};
-use crate::config::{RouteConfig, Upstream};
+use crate::config::{AuthMode, ForwardIdentity, RouteConfig, Upstream};
 use crate::error::{Reason, Rejection};
+use crate::gates::authn::Principal;
 use crate::gates::context::RequestId;
 use crate::gates::path::CanonicalPath;
+use crate::identity::Identity;
 use forwarded::{ClientInfo, set_forwarding_headers};
 
 /// The pooled client every route shares.
@@ -74,6 +77,9 @@ pub fn upstream_client(idle_timeout: Duration) -> UpstreamClient {
 #[derive(Debug, Clone)]
 pub struct ProxyTarget {
     upstream: Upstream,
+    forward: ForwardIdentity,
+    authenticated: bool,
+    identity: Arc<Identity>,
     strip_prefix: Option<String>,
     preserve_host: bool,
     upstream_timeout: Duration,
@@ -81,41 +87,48 @@ pub struct ProxyTarget {
 }
 
 impl ProxyTarget {
-    /// The target of `route`.
-    pub fn new(route: &RouteConfig) -> Self {
+    /// The target of `route`; `identity` signs forwarded identity tokens.
+    pub fn new(route: &RouteConfig, identity: Arc<Identity>) -> Self {
         Self {
             upstream: route.upstream.clone(),
+            forward: route.forward.clone(),
+            authenticated: route.auth != AuthMode::None,
+            identity,
             strip_prefix: route.strip_prefix.clone(),
             preserve_host: route.preserve_host,
             upstream_timeout: route.upstream_timeout,
             max_body: route.max_body,
         }
     }
-
-    fn upstream_uri(&self, forward_path: &str, query: Option<&str>) -> Option<Uri> {
-        let mut path = forward_path;
-        if let Some(prefix) = &self.strip_prefix
-            && let Some(rest) = path.strip_prefix(prefix.as_str())
-        {
-            path = if rest.is_empty() { "/" } else { rest };
-        }
-        let mut target =
-            String::with_capacity(self.upstream.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
-        target.push_str(&self.upstream.base_path);
-        target.push_str(path);
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
-        Uri::builder()
-            .scheme(self.upstream.scheme.clone())
-            .authority(self.upstream.authority.clone())
-            .path_and_query(PathAndQuery::try_from(target).ok()?)
-            .build()
-            .ok()
-    }
 }
 
+/// The upstream URI for the canonical `forward_path` and original `query`.
+fn upstream_uri(
+    upstream: &Upstream,
+    strip_prefix: Option<&str>,
+    forward_path: &str,
+    query: Option<&str>,
+) -> Option<Uri> {
+    let mut path = forward_path;
+    if let Some(prefix) = strip_prefix
+        && let Some(rest) = path.strip_prefix(prefix)
+    {
+        path = if rest.is_empty() { "/" } else { rest };
+    }
+    let mut target = String::with_capacity(upstream.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+    target.push_str(&upstream.base_path);
+    target.push_str(path);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(PathAndQuery::try_from(target).ok()?)
+        .build()
+        .ok()
+}
 /// The proxy handler of one route.
 #[derive(Clone)]
 pub struct Proxy {
@@ -165,8 +178,12 @@ async fn forward(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| parts.uri.authority().map(ToString::to_string));
-    parts.uri = target.upstream_uri(&forward_path, parts.uri.query()).ok_or(Reason::Internal)?;
+    parts.uri = upstream_uri(&target.upstream, target.strip_prefix.as_deref(), &forward_path, parts.uri.query())
+        .ok_or(Reason::Internal)?;
     headers::remove_hop_by_hop_and_gateway_owned(&mut parts.headers);
+    let caller = parts.extensions.get::<Principal>().map(|p| p.0.clone());
+    identity::forward(&mut parts.headers, caller.as_deref(), &target.forward, target.authenticated, &target.identity)
+        .map_err(|_| Reason::Internal)?;
     if let Some(client) = parts.extensions.get::<ClientInfo>() {
         set_forwarding_headers(&mut parts.headers, client, client_host.as_deref());
     }
@@ -282,20 +299,19 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn target(extra: &str) -> ProxyTarget {
+    fn uri(extra: &str, path: &str, query: Option<&str>) -> String {
         let toml = format!(
             "[[route]]\npath = \"/api/{{*rest}}\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:9/v1\"\n{extra}"
         );
         let config = Config::from_text("t", &toml, &Default::default()).unwrap();
-        ProxyTarget::new(&config.routes[0])
+        let route = &config.routes[0];
+        upstream_uri(&route.upstream, route.strip_prefix.as_deref(), path, query).unwrap().to_string()
     }
 
     #[test]
     fn upstream_uri_joins_base_path_prefix_and_query() {
-        let t = target("");
-        assert_eq!(t.upstream_uri("/api/x", Some("a=1")).unwrap().to_string(), "http://127.0.0.1:9/v1/api/x?a=1");
-        let t = target("strip_prefix = \"/api\"");
-        assert_eq!(t.upstream_uri("/api/x/", None).unwrap().to_string(), "http://127.0.0.1:9/v1/x/");
-        assert_eq!(t.upstream_uri("/api", None).unwrap().to_string(), "http://127.0.0.1:9/v1/");
+        assert_eq!(uri("", "/api/x", Some("a=1")), "http://127.0.0.1:9/v1/api/x?a=1");
+        assert_eq!(uri("strip_prefix = \"/api\"", "/api/x/", None), "http://127.0.0.1:9/v1/x/");
+        assert_eq!(uri("strip_prefix = \"/api\"", "/api", None), "http://127.0.0.1:9/v1/");
     }
 }
