@@ -59,6 +59,16 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== services"
 ensure_postgres
 
+ensure_flask_example() {
+  local venv=examples/flask-upstream/.venv
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import flask, jwt, cryptography' 2>/dev/null; then
+    echo "installing the Flask example's requirements into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r examples/flask-upstream/requirements.txt
+  fi
+}
+ensure_flask_example
+
 echo "== tests (unit, doc, end-to-end)"
 cargo test --all-targets --locked
 cargo test --doc --locked

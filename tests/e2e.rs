@@ -18,3 +18,5 @@ mod check;
 mod secrets;
 // Identity: login, refresh rotation and reuse, JWT attacks, OAuth, keys, both stores.
 mod identity;
+// Authorization: identities × routes × methods, identity forwarding, the Flask example.
+mod policy;
