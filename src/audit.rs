@@ -136,7 +136,8 @@ pub struct EventContext<'a> {
     pub path: &'a str,
     /// Matched route pattern, if any.
     pub route: Option<&'a str>,
-    /// The user or client concerned, if known (an id or a sanitized name).
+    /// The user or client concerned, if known: its id (for a failed login,
+    /// the username as typed, sanitized and cut to 64 characters).
     pub subject: Option<&'a str>,
 }
 
@@ -155,7 +156,7 @@ pub fn emit(event: &SecurityEvent, context: &EventContext<'_>) {
         url.path = context.path,
         http.route = context.route.unwrap_or(""),
         client.ip = client_ip.as_deref().unwrap_or(""),
-        user.name = context.subject.unwrap_or(""),
+        user.id = context.subject.unwrap_or(""),
         "security event"
     );
 }

@@ -86,7 +86,7 @@ async fn login_refresh_reuse_and_logout_on_both_stores() {
         assert_eq!(s.upstream.last().header("authorization"), None);
 
         let me: Value = s.get("/auth/me", access).await.json().await.unwrap();
-        assert_eq!(me["username"], "Alice");
+        assert_eq!(me["username"], "alice", "tokens carry the canonical username");
         assert_eq!(me["roles"], json!(["user"]));
 
         // Refresh rotates; the used token presented again kills the family.

@@ -432,8 +432,24 @@ fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &ServerConfi
         },
         max_token_size: usize::try_from(max_token_size).unwrap_or(8 << 10),
         keys_dir: t.keys_dir.as_ref().map_or_else(|| server.data_dir.join("keys"), PathBuf::from),
-        external: t.external.iter().filter_map(|e| validate_external(v, e)).collect(),
+        external: validate_externals(v, &t.external),
     }
+}
+
+fn validate_externals(
+    v: &mut Validator<'_>,
+    sections: &[Spanned<super::file::ExternalIssuerSection>],
+) -> Vec<ExternalIssuerConfig> {
+    let mut external: Vec<ExternalIssuerConfig> = Vec::new();
+    for section in sections {
+        if let Some(config) = validate_external(v, section) {
+            if external.iter().any(|other| other.issuer == config.issuer) {
+                v.error(&section.get_ref().issuer, "this issuer is configured twice");
+            }
+            external.push(config);
+        }
+    }
+    external
 }
 
 fn validate_external(
@@ -490,10 +506,13 @@ fn validate_external(
                     _ => v.error(
                         list,
                         format!(
-                            "`{name}` is not an accepted algorithm (RS256, RS384, RS512, PS256, ES256, ES384, EdDSA)"
+                            "`{name}` is not an accepted algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
                         ),
                     ),
                 }
+            }
+            if algorithms.is_empty() {
+                v.error(list, "`algorithms` is empty: no token of this issuer could ever be accepted");
             }
             algorithms
         }

@@ -18,7 +18,8 @@
 //! that does not evaluate to `true` — `false`, an error such as a missing
 //! key, or a value of another type — denies. Refusals are 403 problem+json
 //! with a security event naming the route and the requirement that failed
-//! (the client is only told it may not).
+//! (the client is only told it may not). An anonymous caller (on an
+//! `optional` route) who is denied gets 401 instead, to tell it to log in.
 //!
 //! ```
 //! use portcullis::gates::authz::{Policy, Decision, RequestFacts};
@@ -126,7 +127,8 @@ impl Rule {
 /// Converts a (line, column) position from the CEL parser to a byte offset.
 fn offset_of(source: &str, line: isize, column: isize) -> usize {
     let line = usize::try_from(line).unwrap_or(1).max(1);
-    let column = usize::try_from(column).unwrap_or(0);
+    // The parser counts columns from 1.
+    let column = usize::try_from(column).unwrap_or(1).saturating_sub(1);
     let start: usize = source.split_inclusive('\n').take(line - 1).map(str::len).sum();
     (start + column).min(source.len())
 }
@@ -162,17 +164,18 @@ impl RequestFacts {
             .filter(|(name, _)| {
                 !matches!(*name, &header::AUTHORIZATION | &header::COOKIE | &header::PROXY_AUTHORIZATION)
             })
+            // Identity headers a client sent are forged by definition: rules
+            // must read `auth`, never these.
+            .filter(|(name, _)| !crate::proxy::headers::is_gateway_owned(name))
             .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
             .collect();
         Self { method: request.method().as_str().to_owned(), path, query, headers }
     }
 }
 
+/// Percent-decodes a path parameter (`+` and `&` stay literal, as in paths).
 fn decode(value: &str) -> String {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={}", value.replace('+', "%2B")))
-        .ok()
-        .and_then(|mut v| v.pop())
-        .map_or_else(|| value.to_owned(), |(_, decoded)| decoded)
+    percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned()
 }
 
 fn map(pairs: &[(String, String)]) -> Value {
@@ -325,6 +328,11 @@ where
         let caller = request.extensions().get::<Principal>().map(|p| p.0.clone());
         match self.policy.decide(caller.as_deref(), &RequestFacts::of(&request)) {
             Decision::Allow => Either::Left(self.inner.call(request)),
+            Decision::Deny(reason) if caller.is_none() => {
+                // An anonymous caller on an `optional` route: tell it to log in.
+                let rejection = Rejection::new(Reason::Unauthenticated { error: None, check: reason.to_string() });
+                Either::Right(std::future::ready(Ok(rejection.into_response())))
+            }
             Decision::Deny(reason) => {
                 let rejection = Rejection::new(Reason::Forbidden { rule: reason.to_string() });
                 let mut response = rejection.into_response();

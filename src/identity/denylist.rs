@@ -34,18 +34,23 @@ impl Denylist {
     /// list.revoke_token("t1", 2_000_000_000);
     /// list.cut_off_user("u1", 1_000);
     /// assert!(list.is_revoked("t1", "u2", 5_000));
-    /// assert!(list.is_revoked("t2", "u1", 999));
+    /// assert!(list.is_revoked("t2", "u1", 1_000));
     /// assert!(!list.is_revoked("t2", "u1", 1_001));
     /// ```
     pub fn is_revoked(&self, jti: &str, sub: &str, iat: i64) -> bool {
-        if self.jtis.read().is_ok_and(|jtis| jtis.contains_key(jti)) {
+        if !jti.is_empty() && self.jtis.read().is_ok_and(|jtis| jtis.contains_key(jti)) {
             return true;
         }
-        self.users.read().is_ok_and(|users| users.get(sub).is_some_and(|cutoff| iat < *cutoff))
+        // `<=`: a token issued in the same second as the cut-off dies too
+        // (`iat` has one-second resolution); fail closed.
+        self.users.read().is_ok_and(|users| users.get(sub).is_some_and(|cutoff| iat <= *cutoff))
     }
 
-    /// Refuses token `jti` until `expires_at`.
+    /// Refuses token `jti` until `expires_at` (an empty `jti` is ignored).
     pub fn revoke_token(&self, jti: &str, expires_at: i64) {
+        if jti.is_empty() {
+            return;
+        }
         if let Ok(mut jtis) = self.jtis.write() {
             insert_bounded(&mut jtis, jti, expires_at, self.capacity);
         }

@@ -94,6 +94,10 @@ impl ExternalIssuer {
         let set: JwkSet = serde_json::from_slice(&bytes).map_err(|e| format!("not a JWK set: {e}"))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
+            if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature) {
+                // An encryption key is never a verifying key.
+                continue;
+            }
             let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), key_algorithm(jwk, &self.config.algorithms))
             else {
                 continue;
@@ -131,9 +135,21 @@ impl ExternalIssuer {
         if header.alg.parse::<Algorithm>().ok() != Some(*alg) {
             return Err(TokenError::AlgorithmMismatch);
         }
-        let validation = validation(*alg, &self.config.issuer, &self.config.audience, leeway);
+        if header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(super::tokens::IDENTITY_TOKEN_TYPE)) {
+            return Err(TokenError::WrongType);
+        }
+        let mut validation = validation(*alg, &self.config.issuer, &self.config.audience, leeway);
+        // Some issuers (Auth0) end `iss` with a slash.
+        validation.set_issuer(&[self.config.issuer.clone(), format!("{}/", self.config.issuer)]);
         let claims =
             jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map_err(|e| classify(&e))?.claims;
+        // Keycloak marks ID and refresh tokens in a `typ` claim: only access tokens pass.
+        if let Some(typ) = claims.get("typ").and_then(|t| t.as_str())
+            && !typ.eq_ignore_ascii_case("Bearer")
+            && !typ.eq_ignore_ascii_case("at+jwt")
+        {
+            return Err(TokenError::WrongType);
+        }
         self.map_claims(&claims)
     }
 
@@ -173,7 +189,8 @@ impl ExternalIssuer {
             jti: text("jti").unwrap_or_default(),
             roles,
             scope,
-            auth_time: int("auth_time").unwrap_or(iat),
+            // Without auth_time the password time is unknown: never "fresh".
+            auth_time: int("auth_time").unwrap_or(0),
             client_id: text("azp").or_else(|| text("client_id")),
             username: text("preferred_username"),
         })

@@ -242,9 +242,11 @@ impl Keys {
     pub fn load(env: &Environment, dir: &Path, algorithm: SigningAlgorithm, grace: Duration) -> Result<Self, KeyError> {
         let kind = if algorithm == SigningAlgorithm::HS256 { SecretKind::Key } else { SecretKind::Password };
         if let Some(current) = read_secret(env, SIGNING_KEY, kind)? {
-            let active = Arc::new(SigningKey::from_material(fingerprint(&current), algorithm, &current, 0, None)?);
+            let loaded_at = now();
+            let active =
+                Arc::new(SigningKey::from_material(fingerprint(&current), algorithm, &current, loaded_at, None)?);
             let previous = read_secret(env, SIGNING_KEY_PREVIOUS, kind)?
-                .map(|p| SigningKey::from_material(fingerprint(&p), algorithm, &p, -1, Some(now())))
+                .map(|p| SigningKey::from_material(fingerprint(&p), algorithm, &p, loaded_at - 1, Some(loaded_at)))
                 .transpose()?
                 .map(Arc::new);
             let ring = KeyRing::new(active, previous.into_iter().collect());

@@ -294,6 +294,11 @@ impl Identity {
         Ok(())
     }
 
+    /// Deletes refresh tokens that expired more than a day ago.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        crate::store::tokens::purge_expired(&self.store, now() - 86_400).await
+    }
+
     // === issuing ===
 
     fn issue_access(
@@ -325,12 +330,15 @@ impl Identity {
         Ok(TokenPair { access_token, expires_in: self.tokens.access_ttl.as_secs(), refresh_token: None, claims })
     }
 
+    /// A new refresh token in `family_id`, expiring at `expires_at` (the
+    /// family's end: rotation never extends a session).
     async fn issue_refresh(
         &self,
         family_id: &str,
         user_id: &str,
         scope: &str,
         auth_time: i64,
+        expires_at: i64,
     ) -> Result<String, StoreError> {
         let token = opaque(REFRESH_PREFIX)?;
         let now = now();
@@ -342,7 +350,7 @@ impl Identity {
             scope: scope.to_owned(),
             auth_time,
             created_at: now,
-            expires_at: now + seconds(self.tokens.refresh_ttl),
+            expires_at,
             used_at: None,
             revoked_at: None,
         };
@@ -405,11 +413,12 @@ impl Identity {
         let now = now();
         crate::store::users::record_login(&self.store, &user.id, now).await.map_err(|_| LoginFailure::Internal)?;
         let mut pair = self
-            .issue_access(&user.id, Some(&user.display_name), user.role_list(), String::new(), now, None)
+            .issue_access(&user.id, Some(&user.username), user.role_list(), String::new(), now, None)
             .map_err(|_| LoginFailure::Internal)?;
         let family = uuid::Uuid::new_v4().to_string();
+        let expires_at = now + seconds(self.tokens.refresh_ttl);
         pair.refresh_token =
-            Some(self.issue_refresh(&family, &user.id, "", now).await.map_err(|_| LoginFailure::Internal)?);
+            Some(self.issue_refresh(&family, &user.id, "", now, expires_at).await.map_err(|_| LoginFailure::Internal)?);
         Ok((pair, user))
     }
 
@@ -439,16 +448,28 @@ impl Identity {
         let mut pair = self
             .issue_access(
                 &user.id,
-                Some(&user.display_name),
+                Some(&user.username),
                 user.role_list(),
                 record.scope.clone(),
                 record.auth_time,
                 None,
             )
             .map_err(|_| RefreshFailure::Internal)?;
-        pair.refresh_token = Some(
-            self.issue_refresh(&record.family_id, &user.id, &record.scope, record.auth_time).await.map_err(internal)?,
-        );
+        let token = self
+            .issue_refresh(&record.family_id, &user.id, &record.scope, record.auth_time, record.expires_at)
+            .await
+            .map_err(internal)?;
+        // A concurrent reuse may have revoked the family while the new token
+        // was being stored: revoke again so the new token cannot outlive it.
+        let revoked_meanwhile = crate::store::tokens::find_by_hash(&self.store, &record.token_hash)
+            .await
+            .map_err(internal)?
+            .is_some_and(|r| r.revoked_at.is_some());
+        if revoked_meanwhile {
+            crate::store::tokens::revoke_family(&self.store, &record.family_id, now).await.map_err(internal)?;
+            return Err(RefreshFailure::Expired);
+        }
+        pair.refresh_token = Some(token);
         Ok((pair, user))
     }
 
@@ -461,8 +482,12 @@ impl Identity {
         Ok(Some(record.user_id))
     }
 
-    /// Revokes an access token until it expires.
+    /// Revokes an access token until it expires (tokens without a `jti`,
+    /// from external issuers, cannot be revoked one by one).
     pub async fn revoke_access(&self, claims: &AccessClaims) -> Result<(), StoreError> {
+        if claims.jti.is_empty() {
+            return Ok(());
+        }
         crate::store::revoked::insert(&self.store, &claims.jti, claims.exp).await?;
         self.denylist.revoke_token(&claims.jti, claims.exp);
         Ok(())
@@ -504,7 +529,9 @@ impl Identity {
                 wanted.join(" ")
             }
         };
-        self.issue_access(&client.client_id, None, Vec::new(), scope, now(), Some(client.client_id.clone()))
+        // auth_time 0: no password was typed, so routes demanding a fresh
+        // login (fresh_within) never accept client tokens.
+        self.issue_access(&client.client_id, None, Vec::new(), scope, 0, Some(client.client_id.clone()))
             .map_err(|_| "server_error")
     }
 

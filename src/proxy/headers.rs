@@ -45,7 +45,8 @@ pub fn remove_hop_by_hop_and_gateway_owned(headers: &mut HeaderMap) {
     remove_where(headers, |name| HOP_BY_HOP.contains(name) || is_gateway_owned(name));
 }
 
-fn is_gateway_owned(name: &HeaderName) -> bool {
+/// Whether only the gateway may set header `name`.
+pub fn is_gateway_owned(name: &HeaderName) -> bool {
     GATEWAY_OWNED.contains(&name.as_str()) || name.as_str().starts_with(GATEWAY_OWNED_PREFIX)
 }
 

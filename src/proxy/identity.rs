@@ -51,8 +51,9 @@ pub fn forward(
         headers.remove(header::AUTHORIZATION);
     }
     let Some(caller) = caller else { return Ok(()) };
+    // Bytes as they are: usernames may hold any letter (UTF-8).
     let mut set = |name: &HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
             headers.insert(name.clone(), value);
         }
     };

@@ -275,6 +275,12 @@ async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::Upst
             tracing::warn!(%error, "cannot refresh the revocation list");
         }
         round += 1;
+        if round % 720 == 1 {
+            // Hourly (and at start): drop refresh tokens long expired.
+            if let Err(error) = identity.purge_expired().await {
+                tracing::warn!(%error, "cannot purge expired refresh tokens");
+            }
+        }
         if round.is_multiple_of(2) {
             match identity.keys().reload() {
                 Ok(true) => {

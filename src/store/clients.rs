@@ -1,4 +1,5 @@
-//! OAuth clients in the store (secrets only as Argon2id hashes).
+//! OAuth clients in the store (secrets only as SHA-256 hashes: they are 256
+//! random bits, not passwords).
 
 use sqlx::FromRow;
 
@@ -11,7 +12,7 @@ pub struct ClientRecord {
     pub client_id: String,
     /// A name for people.
     pub name: String,
-    /// Argon2id PHC string of the secret.
+    /// SHA-256 of the secret, hex.
     pub secret_hash: String,
     /// Space-separated scopes the client may ask for.
     pub scopes: String,

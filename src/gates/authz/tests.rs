@@ -109,10 +109,27 @@ fn query_parameters_that_repeat_are_not_offered() {
 }
 
 #[test]
-fn credentials_are_not_offered_to_rules() {
-    let request =
-        Request::get("/x").header("authorization", "Bearer secret").header("x-tenant", "t1").body(()).unwrap();
+fn path_parameters_are_decoded_without_splitting() {
+    let mut request = Request::get("/records/alice&v=bob").body(()).unwrap();
+    request.extensions_mut().insert(RouteParams(vec![("owner".into(), "alice&v=bob%20x".into())]));
     let facts = RequestFacts::of(&request);
-    assert!(facts.headers.iter().all(|(k, _)| k != "authorization"));
+    assert_eq!(facts.path, vec![("owner".to_owned(), "alice&v=bob x".to_owned())]);
+    let owner = Policy::new(vec![], vec![], Some(rule("path.owner == auth.username", &["owner"])));
+    assert!(matches!(owner.decide(Some(&caller("2", "bob", &[], "")), &facts), Decision::Deny(_)));
+}
+
+#[test]
+fn credentials_are_not_offered_to_rules() {
+    let request = Request::get("/x")
+        .header("authorization", "Bearer secret")
+        .header("x-user-roles", "admin")
+        .header("x-tenant", "t1")
+        .body(())
+        .unwrap();
+    let facts = RequestFacts::of(&request);
+    assert!(
+        facts.headers.iter().all(|(k, _)| k != "authorization" && k != "x-user-roles"),
+        "forged identity headers are not offered"
+    );
     assert!(facts.headers.contains(&("x-tenant".to_owned(), "t1".to_owned())));
 }
