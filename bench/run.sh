@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: a proxied GET through Portcullis (plain HTTP behind a
-# trusted proxy, and over TLS 1.3) beside the same GET straight to the
-# upstream and through nginx as a plain reverse proxy, all in one run.
+# trusted proxy, over TLS 1.3, and with a bearer token checked against a
+# role) beside the same GET straight to the upstream and through nginx as a
+# plain reverse proxy, all in one run.
 #
 #   bench/run.sh                         # 3 interleaved rounds of 10 s, 32 connections
 #   ROUNDS=1 DURATION=3s bench/run.sh    # quick smoke run
@@ -78,35 +79,49 @@ path = "/items/{id}"
 methods = ["GET"]
 upstream = "http://127.0.0.1:$UP"
 auth = "none"
+
+# The full token path: EdDSA bearer token verified, role checked, identity forwarded.
+[[route]]
+path = "/orders/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+roles = ["user"]
 TOML
+rm -rf "$RUN/data"
+echo "bench-password-not-common-7f3e" | "$BIN" users add bench --role user --password-stdin --config "$RUN/portcullis.toml" >/dev/null
 
 nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & PIDS+=($!)
 nginx -p "$RUN/ngp/" -e stderr -c "$RUN/ngp/nginx.conf" -g 'daemon off;' >"$RUN/ngp.log" 2>&1 & PIDS+=($!)
 "$BIN" serve --config "$RUN/portcullis.toml" >"$RUN/portcullis.log" 2>&1 & PGW=$!; PIDS+=($PGW)
 for p in $UP $NGP $PH $PS; do wait_port "$p"; done
 
-STACKS=(direct nginx-proxy portcullis portcullis-tls)
+TOKEN=$(curl -sk "https://127.0.0.1:$PS/auth/login" -H 'content-type: application/json' \
+  -d '{"username":"bench","password":"bench-password-not-common-7f3e"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+STACKS=(direct nginx-proxy portcullis portcullis-tls portcullis-jwt)
 declare -A URL=(
   [direct]="http://127.0.0.1:$UP"
   [nginx-proxy]="http://127.0.0.1:$NGP"
   [portcullis]="http://127.0.0.1:$PH"
   [portcullis-tls]="https://127.0.0.1:$PS"
+  [portcullis-jwt]="http://127.0.0.1:$PH"
 )
+declare -A PATHS=([portcullis-jwt]=/orders/1)
+declare -A TOKENS=([portcullis-jwt]=$TOKEN)
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$PGW/status"; }
 
 echo "# checks"
 for s in "${STACKS[@]}"; do
-  code=$(curl -sk -o /dev/null -w '%{http_code}' -H 'X-Forwarded-Proto: https' "${URL[$s]}/items/1")
+  code=$(curl -sk -o /dev/null -w '%{http_code}' -H 'X-Forwarded-Proto: https' -H "Authorization: Bearer ${TOKENS[$s]:-none}" "${URL[$s]}${PATHS[$s]:-/items/1}")
   echo "  $s -> $code"; [ "$code" = 200 ] || { echo "unexpected status from $s" >&2; exit 1; }
 done
 RSS_IDLE=$(rss_kib)
 echo "# warm-up"
-for s in "${STACKS[@]}"; do wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/wrk.lua "${URL[$s]}" >/dev/null; done
+for s in "${STACKS[@]}"; do WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/wrk.lua "${URL[$s]}" >/dev/null; done
 
 printf 'round\tstack\trps\tp50_ms\tp99_ms\trequests\tstatus_ge400\tsock_err\trss_kib\n' >"$RAW"
 for r in $(seq 1 "$ROUNDS"); do
   for s in "${STACKS[@]}"; do
-    line=$(WRK_METHOD=GET WRK_PATH=/items/1 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
+    line=$(WRK_METHOD=GET WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
     vals=$(echo "$line" | sed 's/[a-z0-9_]*=//g; s/^RESULT //')
     rss=-; case $s in portcullis*) rss=$(rss_kib) ;; esac
     printf '%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" >>"$RAW"
@@ -130,7 +145,7 @@ for s in stacks:
     med[s]["errors"] = sum(int(r["status_ge400"]) + int(r["sock_err"]) for r in rs)
     rss = [int(r["rss_kib"]) for r in rs if r["rss_kib"] not in ("-", "")]
     med[s]["rss"] = f"{max(rss)/1024:.1f} MiB" if rss else "-"
-print(f"GET /items/1, wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
+print(f"GET /items/1 (portcullis-jwt: GET /orders/1 with an EdDSA bearer token and a role rule), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
 print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | req/s per round | errors | peak RSS under load |")
 print("|---|---|---|---|---|---|---|---|---|")
 for s in stacks:
