@@ -7,7 +7,7 @@
 #
 # Anything the tests need is installed or started here when missing:
 # PostgreSQL is started on a free port in a temporary directory unless
-# PORTCULLIS_TEST_POSTGRES_URL names one (a server where the user may
+# TEST_POSTGRES_URL names one (a server where the user may
 # CREATE DATABASE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,8 @@ cleanup() { for c in "${CLEANUP[@]}"; do eval "$c" || true; done; }
 trap cleanup EXIT
 
 ensure_postgres() {
-  if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
-    echo "using PostgreSQL at the given PORTCULLIS_TEST_POSTGRES_URL"
+  if [ -n "${TEST_POSTGRES_URL:-}" ]; then
+    echo "using PostgreSQL at the given TEST_POSTGRES_URL"
     return
   fi
   local bin
@@ -43,7 +43,7 @@ ensure_postgres() {
   "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
   CLEANUP+=("${run[*]} $bin/pg_ctl -D $dir/data -m immediate stop >/dev/null; rm -rf $dir")
-  export PORTCULLIS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "started PostgreSQL on 127.0.0.1:$port"
 }
 

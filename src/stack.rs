@@ -66,7 +66,7 @@ where
 }
 
 /// The body limit of the built-in endpoints (logins, token requests).
-const BUILTIN_MAX_BODY: u64 = 64 << 10;
+pub const BUILTIN_MAX_BODY: u64 = 64 << 10;
 
 /// The full gateway: every gate, the routes and the built-in endpoints.
 pub fn gateway(config: &Config, identity: &Arc<Identity>, client: &UpstreamClient) -> Result<GatewayService, String> {

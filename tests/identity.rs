@@ -630,7 +630,9 @@ async fn tokens_of_an_external_issuer_are_accepted_with_mapped_roles() {
 #[tokio::test]
 async fn the_first_admin_comes_from_the_environment_once() {
     let bootstrap = "first-admin-password-4c1d9e";
-    let config = format!("{TEST_SERVER}[[route]]\npath = \"/ops\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:9\"\nroles = [\"admin\"]\n");
+    let config = format!(
+        "{TEST_SERVER}[[route]]\npath = \"/ops\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:9\"\nroles = [\"admin\"]\n"
+    );
     let server = Portcullis::start(&config, &[("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", bootstrap)]);
     server.wait_for_log("user.bootstrap-admin");
     let response = server
@@ -642,13 +644,22 @@ async fn the_first_admin_comes_from_the_environment_once() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let token: Value = response.json().await.unwrap();
-    let me: Value =
-        server.client().get(server.url("/auth/me")).bearer_auth(token["access_token"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    let me: Value = server
+        .client()
+        .get(server.url("/auth/me"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["roles"], json!(["admin"]));
     assert!(!server.logs().contains(bootstrap), "the bootstrap password reached the logs");
     // With users present, the variable changes nothing on the next start.
     let dir = server.stop();
-    let server = Portcullis::start_in(dir, &config, &[("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", "another-password-8e2f1a")]);
+    let server =
+        Portcullis::start_in(dir, &config, &[("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", "another-password-8e2f1a")]);
     let response = server
         .client()
         .post(server.url("/auth/login"))

@@ -252,3 +252,25 @@ async fn slow_request_bodies_get_408() {
         assert!(started.elapsed() < Duration::from_secs(4));
     }
 }
+
+#[tokio::test]
+async fn built_in_endpoints_see_the_canonical_path_and_refuse_big_bodies_as_problems() {
+    let server = Portcullis::start(TEST_SERVER, &[]);
+    let client = server.client();
+    for path in ["//healthz", "/x/../healthz", "/%68ealthz", "/healthz/"] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![b'a'; 32 << 10])).collect();
+    let response = client
+        .post(server.url("/auth/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 413, "payload-too-large").await;
+    let response =
+        client.post(server.url("/auth/login")).json(&serde_json::json!({"username": 1})).send().await.unwrap();
+    problem(response, 400, "bad-request").await;
+}

@@ -8,10 +8,10 @@ headers) gets nothing.
 
 Environment:
   PORT                  where to listen (127.0.0.1)
-  PORTCULLIS_JWKS_URL   https://<gateway>/.well-known/jwks.json
-  PORTCULLIS_ISSUER     the gateway's issuer (its `tokens.issuer`)
+  GATEWAY_JWKS_URL   https://<gateway>/.well-known/jwks.json
+  GATEWAY_ISSUER     the gateway's issuer (its `tokens.issuer`)
   IDENTITY_AUDIENCE     the audience the route sets (forward_identity.audience)
-  PORTCULLIS_CA_FILE    optional: a CA file for the JWKS request (the gateway's
+  GATEWAY_CA_FILE    optional: a CA file for the JWKS request (the gateway's
                         self-signed certificate in development)
 
 Run (see README.md next to this file):
@@ -23,10 +23,10 @@ import ssl
 import jwt
 from flask import Flask, abort, jsonify, request
 
-JWKS_URL = os.environ["PORTCULLIS_JWKS_URL"]
-ISSUER = os.environ["PORTCULLIS_ISSUER"]
+JWKS_URL = os.environ["GATEWAY_JWKS_URL"]
+ISSUER = os.environ["GATEWAY_ISSUER"]
 AUDIENCE = os.environ.get("IDENTITY_AUDIENCE", "records-api")
-CA_FILE = os.environ.get("PORTCULLIS_CA_FILE")
+CA_FILE = os.environ.get("GATEWAY_CA_FILE")
 
 ssl_context = ssl.create_default_context(cafile=CA_FILE) if CA_FILE else ssl.create_default_context()
 jwks = jwt.PyJWKClient(JWKS_URL, cache_keys=True, lifespan=60, ssl_context=ssl_context)

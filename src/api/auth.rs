@@ -108,7 +108,7 @@ pub(super) async fn logout(State(api): State<Api>, caller: Caller, headers: Head
         if api.identity.revoke_access(&claims).await.is_err() {
             return refuse(Reason::Internal);
         }
-        subject = Some(claims.sub);
+        subject = Some(claims.sub.clone());
     }
     if let Some(refresh) = &request.refresh_token {
         match api.identity.revoke_refresh(refresh).await {

@@ -154,12 +154,60 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token.trim())
 }
 
-/// Converts the axum router into the gateway's body type.
+/// Converts the axum router into the gateway's body type, reading request
+/// bodies first so that a body over the limit or too slow is refused as a
+/// problem (413, 408) before any handler runs.
 pub fn into_route_service(router: Router) -> crate::gates::route::RouteService {
-    tower::util::BoxCloneSyncService::new(
-        tower::ServiceBuilder::new()
-            .map_request(|r: http::Request<Body>| r.map(axum::body::Body::new))
-            .map_response(|r: Response| r.map(crate::body::boxed))
-            .service(router),
-    )
+    tower::util::BoxCloneSyncService::new(BufferedBody {
+        inner: tower::ServiceBuilder::new().map_response(|r: Response| r.map(crate::body::boxed)).service(router),
+    })
+}
+
+/// Reads the whole (already size- and time-limited) body before the handler.
+#[derive(Clone)]
+struct BufferedBody<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<http::Request<Body>> for BufferedBody<S>
+where
+    S: tower::Service<
+            http::Request<axum::body::Body>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        use http_body_util::BodyExt as _;
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    let reason = if crate::body::find_cause::<crate::body::BodyTooLarge>(error.as_ref()).is_some() {
+                        Reason::PayloadTooLarge { limit: crate::stack::BUILTIN_MAX_BODY }
+                    } else if crate::body::find_cause::<crate::body::BodyTimedOut>(error.as_ref()).is_some() {
+                        Reason::RequestTimeout
+                    } else {
+                        Reason::BadRequest { detail: "The request body could not be read.".into() }
+                    };
+                    return Ok(Rejection::new(reason).into_response());
+                }
+            };
+            inner.call(http::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+        })
+    }
 }

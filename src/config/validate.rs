@@ -783,7 +783,8 @@ fn validate_pattern(v: &mut Validator<'_>, path: &Spanned<String>) -> bool {
         }
     }
     if crate::api::BUILTIN_ROUTES.iter().any(|(reserved, _)| text == reserved)
-        || ["/auth/", "/oauth/", "/.well-known/", "/admin"].iter().any(|prefix| text.starts_with(prefix))
+        || text == "/admin"
+        || ["/auth/", "/oauth/", "/.well-known/", "/admin/"].iter().any(|prefix| text.starts_with(prefix))
     {
         v.error(path, format!("`{text}` is answered by Portcullis itself and cannot be routed"));
         return false;

@@ -87,7 +87,7 @@ impl AuthnLayer {
                 return Err(Reason::FreshLoginRequired { max_age: fresh_within.as_secs() });
             }
         }
-        request.extensions_mut().insert(Principal(Arc::new(claims)));
+        request.extensions_mut().insert(Principal(claims));
         Ok(())
     }
 }

@@ -238,7 +238,25 @@ impl Service<Request<Body>> for RouteDispatch {
             other => other,
         };
         match found {
-            Match::Builtin => Box::pin(self.builtin.clone().oneshot(request)),
+            Match::Builtin => {
+                // Built-in endpoints route on the URI: give them the canonical path.
+                let canonical = path.canonical().to_owned();
+                let target = match request.uri().query() {
+                    Some(query) => format!("{canonical}?{query}"),
+                    None => canonical,
+                };
+                match http::uri::PathAndQuery::try_from(target) {
+                    Ok(path_and_query) => {
+                        let mut parts = request.uri().clone().into_parts();
+                        parts.path_and_query = Some(path_and_query);
+                        if let Ok(uri) = http::Uri::from_parts(parts) {
+                            *request.uri_mut() = uri;
+                        }
+                    }
+                    Err(_) => return refuse(Reason::Internal),
+                }
+                Box::pin(self.builtin.clone().oneshot(request))
+            }
             Match::Route { id, params } => {
                 let pattern = MatchedRoute(self.table.pattern(id));
                 request.extensions_mut().insert(params);

@@ -182,7 +182,7 @@ impl KeyRing {
             by_kid.insert(key.kid.clone(), key);
         }
         let mut keys: Vec<&Arc<SigningKey>> = by_kid.values().collect();
-        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+        keys.sort_by_key(|k| (k.retired_at.is_some(), std::cmp::Reverse(k.created_at)));
         let jwks = serde_json::json!({ "keys": keys.iter().filter_map(|k| k.public_jwk.as_ref()).collect::<Vec<_>>() });
         Self { active, by_kid, jwks }
     }
@@ -202,10 +202,10 @@ impl KeyRing {
         &self.jwks
     }
 
-    /// Every key in force, newest first.
+    /// Every key in force: the active one first, then the newest.
     pub fn keys(&self) -> Vec<&SigningKey> {
         let mut keys: Vec<&SigningKey> = self.by_kid.values().map(AsRef::as_ref).collect();
-        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+        keys.sort_by_key(|k| (k.retired_at.is_some(), std::cmp::Reverse(k.created_at)));
         keys
     }
 }

@@ -6,6 +6,7 @@
 //! [`denylist`]); refresh tokens are opaque, stored only as hashes, rotated
 //! on every use, and a reused one revokes its whole family.
 
+pub mod cache;
 pub mod denylist;
 pub mod external;
 pub mod keys;
@@ -133,6 +134,7 @@ pub struct Identity {
     rules: TokenRules,
     external: Vec<external::ExternalIssuer>,
     unknown_external_kid: tokio::sync::Notify,
+    verified: cache::VerifiedTokens<AccessClaims>,
 }
 
 /// A random opaque token with `prefix`.
@@ -200,6 +202,7 @@ impl Identity {
             rules,
             external,
             unknown_external_kid: tokio::sync::Notify::new(),
+            verified: cache::VerifiedTokens::new(50_000),
         }
     }
 
@@ -227,11 +230,33 @@ impl Identity {
 
     /// Verifies an access token — Portcullis's own, or one of a configured
     /// external issuer (picked by its `iss`) — including revocation.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        let claims = match self.verified.get(token) {
+            Some(claims) => {
+                let leeway = i64::try_from(self.rules.leeway).unwrap_or(0);
+                if claims.exp.saturating_add(leeway) < now() {
+                    return Err(TokenError::Expired);
+                }
+                claims
+            }
+            None => {
+                let claims = Arc::new(self.verify_uncached(token)?);
+                self.verified.insert(token, claims.clone());
+                claims
+            }
+        };
+        if self.denylist.is_revoked(&claims.jti, &claims.sub, claims.iat) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Every check but the cache and revocation.
+    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let parsed = tokens::parse(token, self.rules.max_size)?;
-        let claims = match parsed.issuer.as_deref() {
+        match parsed.issuer.as_deref() {
             Some(iss) if iss == self.rules.issuer => {
-                tokens::verify_parsed(&self.keys.ring(), &self.rules, token, &parsed.header)?
+                tokens::verify_parsed(&self.keys.ring(), &self.rules, token, &parsed.header)
             }
             Some(iss) => {
                 let issuer = self
@@ -243,14 +268,25 @@ impl Identity {
                 if verified == Err(TokenError::UnknownKey) && issuer.refresh_due(true) {
                     self.unknown_external_kid.notify_one();
                 }
-                verified?
+                verified
             }
-            None => return Err(TokenError::BadClaims("missing iss".into())),
-        };
-        if self.denylist.is_revoked(&claims.jti, &claims.sub, claims.iat) {
-            return Err(TokenError::Revoked);
+            None => Err(TokenError::BadClaims("missing iss".into())),
         }
-        Ok(claims)
+    }
+
+    /// Re-reads the signing keys (directory mode); forgets cached tokens
+    /// when the key ring changed. Returns whether it changed.
+    pub fn reload_keys(&self) -> Result<bool, keys::KeyError> {
+        let changed = self.keys.reload()?;
+        if changed {
+            self.verified.clear();
+        }
+        Ok(changed)
+    }
+
+    /// Forgets every cached verified token.
+    pub fn forget_verified_tokens(&self) {
+        self.verified.clear();
     }
 
     /// Refreshes the external issuers' key sets that are due: never fetched,

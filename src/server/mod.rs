@@ -282,7 +282,7 @@ async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::Upst
             }
         }
         if round.is_multiple_of(2) {
-            match identity.keys().reload() {
+            match identity.reload_keys() {
                 Ok(true) => {
                     tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys changed")
                 }
@@ -300,7 +300,8 @@ async fn reload_on_sighup(certificate: Arc<ReloadingCertificate>, identity: Arc<
     let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
     while hangups.recv().await.is_some() {
         identity.expire_external_keys();
-        match identity.keys().reload() {
+        identity.forget_verified_tokens();
+        match identity.reload_keys() {
             Ok(_) => {
                 tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys reloaded")
             }

@@ -272,7 +272,7 @@ pub async fn raw_tcp(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Strin
 pub enum Backend {
     /// SQLite in the data directory (the default).
     Sqlite,
-    /// A fresh database on the PostgreSQL named by `PORTCULLIS_TEST_POSTGRES_URL`.
+    /// A fresh database on the PostgreSQL named by `TEST_POSTGRES_URL`.
     Postgres,
 }
 
@@ -285,8 +285,8 @@ pub async fn store_section(backend: Backend) -> String {
     match backend {
         Backend::Sqlite => String::new(),
         Backend::Postgres => {
-            let base = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect(
-                "PORTCULLIS_TEST_POSTGRES_URL is not set: run ./scripts/test-all.sh, which starts PostgreSQL, or point it at a server",
+            let base = std::env::var("TEST_POSTGRES_URL").expect(
+                "TEST_POSTGRES_URL is not set: run ./scripts/test-all.sh, which starts PostgreSQL, or point it at a server",
             );
             use sqlx::Connection as _;
             let mut connection = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
