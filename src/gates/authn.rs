@@ -29,18 +29,17 @@
 //! # }
 //! ```
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, header};
-use tower::{Layer, Service};
+use tower::Layer;
 
 use crate::api::bearer_token;
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::{Reason, Rejection};
+use crate::gates::gate::{CheckRequest, Gate};
 use crate::identity::Identity;
 use crate::identity::tokens::AccessClaims;
 
@@ -93,36 +92,14 @@ impl AuthnLayer {
 }
 
 impl<S> Layer<S> for AuthnLayer {
-    type Service = Authenticate<S>;
+    type Service = Gate<S, Self>;
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticate { inner, layer: self.clone() }
+        Gate::new(inner, self.clone())
     }
 }
 
-/// The service of [`AuthnLayer`].
-#[derive(Debug, Clone)]
-pub struct Authenticate<S> {
-    inner: S,
-    layer: AuthnLayer,
-}
-
-impl<S> Service<Request<Body>> for Authenticate<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = futures_util::future::Either<S::Future, std::future::Ready<Result<Response<Body>, Infallible>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        use futures_util::future::Either;
-        match self.layer.authenticate(&mut request) {
-            Ok(()) => Either::Left(self.inner.call(request)),
-            Err(reason) => Either::Right(std::future::ready(Ok(Rejection::new(reason).into_response()))),
-        }
+impl CheckRequest for AuthnLayer {
+    fn check(&self, request: &mut Request<Body>) -> Result<(), Response<Body>> {
+        self.authenticate(request).map_err(|reason| Rejection::new(reason).into_response())
     }
 }

@@ -29,17 +29,16 @@
 //! ```
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use cel::{Program, Value};
 use http::{Request, Response, header};
-use tower::{Layer, Service};
+use tower::Layer;
 
 use crate::body::Body;
 use crate::error::{Reason, Rejection};
 use crate::gates::authn::Principal;
+use crate::gates::gate::{CheckRequest, Gate};
 use crate::gates::route::RouteParams;
 use crate::identity::tokens::AccessClaims;
 
@@ -298,48 +297,27 @@ impl AuthzLayer {
 }
 
 impl<S> Layer<S> for AuthzLayer {
-    type Service = Authorize<S>;
+    type Service = Gate<S, Self>;
     fn layer(&self, inner: S) -> Self::Service {
-        Authorize { inner, policy: self.policy.clone() }
+        Gate::new(inner, self.clone())
     }
 }
 
-/// The service of [`AuthzLayer`].
-#[derive(Debug, Clone)]
-pub struct Authorize<S> {
-    inner: S,
-    policy: Arc<Policy>,
-}
-
-impl<S> Service<Request<Body>> for Authorize<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = futures_util::future::Either<S::Future, std::future::Ready<Result<Response<Body>, Infallible>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        use futures_util::future::Either;
+impl CheckRequest for AuthzLayer {
+    fn check(&self, request: &mut Request<Body>) -> Result<(), Response<Body>> {
         let caller = request.extensions().get::<Principal>().map(|p| p.0.clone());
-        match self.policy.decide(caller.as_deref(), &RequestFacts::of(&request)) {
-            Decision::Allow => Either::Left(self.inner.call(request)),
+        match self.policy.decide(caller.as_deref(), &RequestFacts::of(request)) {
+            Decision::Allow => Ok(()),
+            // An anonymous caller on an `optional` route: tell it to log in.
             Decision::Deny(reason) if caller.is_none() => {
-                // An anonymous caller on an `optional` route: tell it to log in.
-                let rejection = Rejection::new(Reason::Unauthenticated { error: None, check: reason.to_string() });
-                Either::Right(std::future::ready(Ok(rejection.into_response())))
+                Err(Rejection::new(Reason::Unauthenticated { error: None, check: reason.to_string() }).into_response())
             }
             Decision::Deny(reason) => {
-                let rejection = Rejection::new(Reason::Forbidden { rule: reason.to_string() });
-                let mut response = rejection.into_response();
+                let mut response = Rejection::new(Reason::Forbidden { rule: reason.to_string() }).into_response();
                 if let Some(caller) = caller {
                     response.extensions_mut().insert(Principal(caller));
                 }
-                Either::Right(std::future::ready(Ok(response)))
+                Err(response)
             }
         }
     }

@@ -31,15 +31,13 @@
 //! assert!(check_framing(&headers).is_err());
 //! ```
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use http::{HeaderMap, Request, Response, header};
 use http_body::Body as _;
-use tower::{Layer, Service};
+use tower::Layer;
 
 use crate::body::{Body, LimitedBody, boxed};
 use crate::error::{Reason, Rejection};
+use crate::gates::gate::{CheckRequest, Gate};
 
 /// Checks request framing for smuggling ambiguities.
 pub fn check_framing(headers: &HeaderMap) -> Result<(), Reason> {
@@ -72,21 +70,20 @@ pub struct RequestLimitsLayer {
 }
 
 impl<S> Layer<S> for RequestLimitsLayer {
-    type Service = RequestLimits<S>;
+    type Service = Gate<S, Self>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequestLimits { inner, limits: *self }
+        Gate::new(inner, *self)
     }
 }
 
-/// The service of [`RequestLimitsLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestLimits<S> {
-    inner: S,
-    limits: RequestLimitsLayer,
+impl CheckRequest for RequestLimitsLayer {
+    fn check(&self, request: &mut Request<Body>) -> Result<(), Response<Body>> {
+        self.limits(request).map_err(|reason| Rejection::new(reason).into_response())
+    }
 }
 
 impl RequestLimitsLayer {
-    fn check<B>(&self, request: &Request<B>) -> Result<(), Reason> {
+    fn limits<B>(&self, request: &Request<B>) -> Result<(), Reason> {
         let uri_length = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if uri_length > self.max_uri_length {
             return Err(Reason::UriTooLong { limit: self.max_uri_length });
@@ -105,28 +102,6 @@ impl RequestLimitsLayer {
     }
 }
 
-impl<S> Service<Request<Body>> for RequestLimits<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = futures_util::future::Either<S::Future, std::future::Ready<Result<Response<Body>, Infallible>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        match self.limits.check(&request) {
-            Ok(()) => futures_util::future::Either::Left(self.inner.call(request)),
-            Err(reason) => {
-                futures_util::future::Either::Right(std::future::ready(Ok(Rejection::new(reason).into_response())))
-            }
-        }
-    }
-}
-
 /// The body limit of one route, and the time allowed to receive the body.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimitLayer {
@@ -137,46 +112,27 @@ pub struct BodyLimitLayer {
 }
 
 impl<S> Layer<S> for BodyLimitLayer {
-    type Service = BodyLimit<S>;
+    type Service = Gate<S, Self>;
     fn layer(&self, inner: S) -> Self::Service {
-        BodyLimit { inner, limits: *self }
+        Gate::new(inner, *self)
     }
 }
 
-/// The service of [`BodyLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct BodyLimit<S> {
-    inner: S,
-    limits: BodyLimitLayer,
-}
-
-impl<S> Service<Request<Body>> for BodyLimit<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = futures_util::future::Either<S::Future, std::future::Ready<Result<Response<Body>, Infallible>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl CheckRequest for BodyLimitLayer {
+    fn check(&self, request: &mut Request<Body>) -> Result<(), Response<Body>> {
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let BodyLimitLayer { max_body, body_timeout } = self.limits;
-        if declared.is_some_and(|len| len > max_body) {
-            let rejection = Rejection::new(Reason::PayloadTooLarge { limit: max_body });
-            return futures_util::future::Either::Right(std::future::ready(Ok(rejection.into_response())));
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(Rejection::new(Reason::PayloadTooLarge { limit: self.max_body }).into_response());
         }
-        let request = request.map(|body| {
-            if body.is_end_stream() { body } else { boxed(LimitedBody::new(body, max_body).with_timeout(body_timeout)) }
-        });
-        futures_util::future::Either::Left(self.inner.call(request))
+        if !request.body().is_end_stream() {
+            let body = std::mem::take(request.body_mut());
+            *request.body_mut() = boxed(LimitedBody::new(body, self.max_body).with_timeout(self.body_timeout));
+        }
+        Ok(())
     }
 }
 
@@ -209,12 +165,12 @@ mod tests {
     fn header_limits() {
         let limits = RequestLimitsLayer { max_headers: 2, max_header_bytes: 64, max_uri_length: 16 };
         let ok = Request::get("/a").header("a", "1").body(()).unwrap();
-        assert!(limits.check(&ok).is_ok());
+        assert!(limits.limits(&ok).is_ok());
         let many = Request::get("/a").header("a", "1").header("b", "2").header("c", "3").body(()).unwrap();
-        assert!(matches!(limits.check(&many), Err(Reason::HeadersTooLarge { .. })));
+        assert!(matches!(limits.limits(&many), Err(Reason::HeadersTooLarge { .. })));
         let big = Request::get("/a").header("a", "x".repeat(80)).body(()).unwrap();
-        assert!(matches!(limits.check(&big), Err(Reason::HeadersTooLarge { .. })));
+        assert!(matches!(limits.limits(&big), Err(Reason::HeadersTooLarge { .. })));
         let long = Request::get("/aaaaaaaaaaaaaaaaaaaa").body(()).unwrap();
-        assert!(matches!(limits.check(&long), Err(Reason::UriTooLong { .. })));
+        assert!(matches!(limits.limits(&long), Err(Reason::UriTooLong { .. })));
     }
 }

@@ -4,6 +4,7 @@ pub mod authn;
 pub mod authz;
 pub mod context;
 pub mod cors;
+pub mod gate;
 pub mod headers;
 pub mod limits;
 pub mod path;

@@ -672,10 +672,5 @@ impl Identity {
     }
 }
 
-/// Compares two secrets in constant time.
-pub fn secrets_equal(a: &str, b: &str) -> bool {
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests;
