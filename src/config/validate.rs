@@ -7,24 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
-use http::{HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderName, HeaderValue, Uri};
 use ipnet::IpNet;
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Severity, SourceMap};
-use super::file::{CorsSection, FileConfig, HeadersSection, RouteSection};
+use super::file::{CorsSection, FileConfig, HeadersSection};
 use super::units::{parse_duration, parse_size};
-use super::{
-    AuthMode, Config, ExternalIssuerConfig, ForwardIdentity, Limits, LogConfig, LogFormat, LoginConfig, RouteConfig,
-    ServerConfig, StoreConfig, TlsFiles, TokensConfig, Upstream, lint,
-};
-use crate::gates::authz::{Policy, Rule};
+use super::{Config, Limits, LogConfig, LogFormat, ServerConfig, StoreConfig, TlsFiles, lint};
 use crate::gates::cors::{AllowedOrigins, CorsPolicy};
 use crate::gates::headers::{CREDENTIALED_CACHE_CONTROL, DEFAULT_REMOVED, HeaderPolicy, OFF, SECURITY_HEADERS};
-use crate::gates::path::normalize;
 use crate::gates::route::RouteTable;
-use crate::identity::keys::SigningAlgorithm;
-use crate::identity::password::PasswordPolicy;
+
+mod identity;
+mod route;
 
 /// Collects errors and warnings against one source text.
 pub(super) struct Validator<'a> {
@@ -123,11 +119,11 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     let cors = raw.cors.as_ref().map(|c| Arc::new(cors_policy(&mut v, c)));
     let store = validate_store(&mut v, &raw, &server);
     let log = validate_log(&mut v, &raw);
-    let tokens = validate_tokens(&mut v, &raw, &server);
-    let login = validate_login(&mut v, &raw);
+    let tokens = identity::validate_tokens(&mut v, &raw, &server);
+    let login = identity::validate_login(&mut v, &raw);
     let mut routes = Vec::new();
     for route in &raw.routes {
-        if let Some(route) = validate_route(&mut v, route, &raw, &limits, cors.as_ref()) {
+        if let Some(route) = route::validate_route(&mut v, route, &raw, &limits, cors.as_ref()) {
             routes.push(route);
         }
     }
@@ -265,7 +261,7 @@ fn header_value<'a>(section: &'a HeadersSection, key: &str) -> Option<&'a Spanne
 }
 
 /// Resolves a header policy from sections, most specific first, over the defaults.
-fn header_policy(v: &mut Validator<'_>, sections: &[&HeadersSection]) -> HeaderPolicy {
+pub(super) fn header_policy(v: &mut Validator<'_>, sections: &[&HeadersSection]) -> HeaderPolicy {
     let resolve = |v: &mut Validator<'_>, key: &str, default: &'static str| -> Option<HeaderValue> {
         match sections.iter().find_map(|s| header_value(s, key)) {
             None => Some(HeaderValue::from_static(default)),
@@ -302,7 +298,7 @@ fn header_policy(v: &mut Validator<'_>, sections: &[&HeadersSection]) -> HeaderP
     HeaderPolicy { set, remove, credentialed_cache_control }
 }
 
-fn cors_policy(v: &mut Validator<'_>, section: &Spanned<CorsSection>) -> CorsPolicy {
+pub(super) fn cors_policy(v: &mut Validator<'_>, section: &Spanned<CorsSection>) -> CorsPolicy {
     let c = section.get_ref();
     let mut policy = CorsPolicy { allow_credentials: c.allow_credentials, ..CorsPolicy::default() };
     let any = c.allowed_origins.iter().any(|o| o.get_ref() == "*");
@@ -390,424 +386,6 @@ fn validate_log(v: &mut Validator<'_>, raw: &FileConfig) -> LogConfig {
         v.error_nowhere(format!("`log.level` = \"{level}\" is not a filter like \"info\" or \"info,access=off\""));
     }
     LogConfig { format, level }
-}
-
-fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &ServerConfig) -> TokensConfig {
-    let t = &raw.tokens;
-    let algorithm = match &t.algorithm {
-        None => SigningAlgorithm::EdDSA,
-        Some(value) => SigningAlgorithm::parse(value.get_ref()).unwrap_or_else(|| {
-            v.error(value, "`tokens.algorithm` must be \"EdDSA\", \"ES256\", \"RS256\" or \"HS256\"");
-            SigningAlgorithm::EdDSA
-        }),
-    };
-    let default_issuer =
-        server.public_url.clone().unwrap_or_else(|| format!("https://localhost:{}", server.https.port()));
-    let issuer = match &t.issuer {
-        None => default_issuer,
-        Some(value) if value.get_ref().trim().is_empty() => {
-            v.error(value, "`tokens.issuer` is empty");
-            default_issuer
-        }
-        Some(value) => value.get_ref().clone(),
-    };
-    let audience = match &t.audience {
-        Some(value) if value.get_ref().trim().is_empty() => {
-            v.error(value, "`tokens.audience` is empty");
-            "portcullis".to_owned()
-        }
-        Some(value) => value.get_ref().clone(),
-        None => "portcullis".to_owned(),
-    };
-    let max_token_size = v.size(t.max_token_size.as_ref(), "tokens.max_token_size", 8 << 10);
-    TokensConfig {
-        algorithm,
-        issuer,
-        audience,
-        access_ttl: v.duration(t.access_ttl.as_ref(), "tokens.access_ttl", Duration::from_secs(15 * 60)),
-        refresh_ttl: v.duration(t.refresh_ttl.as_ref(), "tokens.refresh_ttl", Duration::from_secs(14 * 86_400)),
-        leeway: match &t.leeway {
-            Some(value) if value.get_ref() == "0s" => Duration::ZERO,
-            other => v.duration(other.as_ref(), "tokens.leeway", Duration::from_secs(30)),
-        },
-        max_token_size: usize::try_from(max_token_size).unwrap_or(8 << 10),
-        keys_dir: t.keys_dir.as_ref().map_or_else(|| server.data_dir.join("keys"), PathBuf::from),
-        external: validate_externals(v, &t.external),
-    }
-}
-
-fn validate_externals(
-    v: &mut Validator<'_>,
-    sections: &[Spanned<super::file::ExternalIssuerSection>],
-) -> Vec<ExternalIssuerConfig> {
-    let mut external: Vec<ExternalIssuerConfig> = Vec::new();
-    for section in sections {
-        if let Some(config) = validate_external(v, section) {
-            if external.iter().any(|other| other.issuer == config.issuer) {
-                v.error(&section.get_ref().issuer, "this issuer is configured twice");
-            }
-            external.push(config);
-        }
-    }
-    external
-}
-
-fn validate_external(
-    v: &mut Validator<'_>,
-    section: &Spanned<super::file::ExternalIssuerSection>,
-) -> Option<ExternalIssuerConfig> {
-    let e = section.get_ref();
-    let issuer = e.issuer.get_ref().trim_end_matches('/').to_owned();
-    if issuer.is_empty() {
-        v.error(&e.issuer, "`issuer` is empty");
-        return None;
-    }
-    if e.audience.get_ref().trim().is_empty() {
-        v.error(&e.audience, "`audience` is empty: every external token must be meant for this gateway");
-        return None;
-    }
-    let url_text =
-        e.jwks_url.as_ref().map_or_else(|| format!("{issuer}/.well-known/jwks.json"), |u| u.get_ref().clone());
-    let jwks_url = match url_text.parse::<Uri>() {
-        Ok(uri) if uri.scheme() == Some(&Scheme::HTTPS) && uri.host().is_some() => uri,
-        Ok(uri)
-            if uri.scheme() == Some(&Scheme::HTTP)
-                && uri.host().is_some_and(|h| {
-                    h == "localhost"
-                        || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-                }) =>
-        {
-            uri
-        }
-        _ => {
-            match &e.jwks_url {
-                Some(value) => v.error(value, "`jwks_url` must be an https URL (http only on loopback, for tests)"),
-                None => v.error(&e.issuer, "the issuer is not an https URL; set `jwks_url`"),
-            }
-            return None;
-        }
-    };
-    let algorithms = match &e.algorithms {
-        None => vec![jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::ES256, jsonwebtoken::Algorithm::EdDSA],
-        Some(list) => {
-            let mut algorithms = Vec::new();
-            for name in list.get_ref() {
-                match name.parse::<jsonwebtoken::Algorithm>() {
-                    Ok(alg)
-                        if !matches!(
-                            alg,
-                            jsonwebtoken::Algorithm::HS256
-                                | jsonwebtoken::Algorithm::HS384
-                                | jsonwebtoken::Algorithm::HS512
-                        ) =>
-                    {
-                        algorithms.push(alg);
-                    }
-                    _ => v.error(
-                        list,
-                        format!(
-                            "`{name}` is not an accepted algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
-                        ),
-                    ),
-                }
-            }
-            if algorithms.is_empty() {
-                v.error(list, "`algorithms` is empty: no token of this issuer could ever be accepted");
-            }
-            algorithms
-        }
-    };
-    Some(ExternalIssuerConfig {
-        issuer,
-        audience: e.audience.get_ref().clone(),
-        jwks_url,
-        roles_claim: e.roles_claim.clone().unwrap_or_else(|| "roles".to_owned()),
-        algorithms,
-    })
-}
-
-fn validate_login(v: &mut Validator<'_>, raw: &FileConfig) -> LoginConfig {
-    let l = &raw.login;
-    let defaults = PasswordPolicy::default();
-    let min_length = v.count(l.min_password_length.as_ref(), "login.min_password_length", 8..=128, defaults.min_length);
-    let max_length =
-        v.count(l.max_password_length.as_ref(), "login.max_password_length", 8..=1024, defaults.max_length);
-    if min_length > max_length
-        && let Some(value) = &l.min_password_length
-    {
-        v.error(value, "`login.min_password_length` is above `login.max_password_length`");
-    }
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    LoginConfig {
-        allow_registration: l.allow_registration.unwrap_or(false),
-        policy: PasswordPolicy { min_length, max_length },
-        max_concurrent_hashes: v.count(
-            l.max_concurrent_hashes.as_ref(),
-            "login.max_concurrent_hashes",
-            1..=256,
-            2 * cores,
-        ),
-    }
-}
-
-fn validate_route(
-    v: &mut Validator<'_>,
-    spanned: &Spanned<RouteSection>,
-    raw: &FileConfig,
-    limits: &Limits,
-    global_cors: Option<&Arc<CorsPolicy>>,
-) -> Option<RouteConfig> {
-    let r = spanned.get_ref();
-    let pattern = r.path.get_ref().clone();
-    let mut ok = validate_pattern(v, &r.path);
-    let methods = match &r.methods {
-        None => {
-            v.error(&r.path, "the route has no `methods`: list the methods it allows, like [\"GET\"]");
-            ok = false;
-            Vec::new()
-        }
-        Some(list) if list.get_ref().is_empty() => {
-            v.error(list, "`methods` is empty");
-            ok = false;
-            Vec::new()
-        }
-        Some(list) => {
-            let mut methods = Vec::new();
-            for m in list.get_ref() {
-                match m.as_str() {
-                    "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
-                        if let Ok(method) = m.parse::<Method>() {
-                            methods.push(method);
-                        }
-                    }
-                    _ => {
-                        v.error(
-                            list,
-                            format!(
-                                "`{m}` is not a method Portcullis routes (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)"
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            methods
-        }
-    };
-    let upstream = match &r.upstream {
-        None => {
-            v.error(&r.path, "the route has no `upstream`");
-            ok = false;
-            None
-        }
-        Some(value) => {
-            let parsed = parse_upstream(value.get_ref());
-            if parsed.is_none() {
-                v.error(
-                    value,
-                    "`upstream` must be a URL like \"http://127.0.0.1:5000\" (http or https, no query, no credentials)",
-                );
-                ok = false;
-            }
-            parsed
-        }
-    };
-    let auth = match r.auth.as_ref() {
-        None => AuthMode::Required,
-        Some(value) => match value.get_ref().as_str() {
-            "none" => AuthMode::None,
-            "optional" => AuthMode::Optional,
-            "required" => AuthMode::Required,
-            _ => {
-                v.error(value, "`auth` must be \"none\", \"optional\" or \"required\"");
-                ok = false;
-                AuthMode::Required
-            }
-        },
-    };
-    let strip_prefix = r.strip_prefix.as_ref().and_then(|value| {
-        let prefix = value.get_ref();
-        let literal = pattern.split('{').next().unwrap_or("");
-        let valid = prefix.starts_with('/')
-            && !prefix.ends_with('/')
-            && literal.starts_with(prefix.as_str())
-            && matches!(pattern.as_bytes().get(prefix.len()), None | Some(b'/'));
-        if !valid {
-            v.error(
-                value,
-                "`strip_prefix` must be a leading part of the route's path made of whole segments, like \"/api\"",
-            );
-            ok = false;
-        }
-        valid.then(|| prefix.clone())
-    });
-    let policy = route_policy(v, r, &pattern, auth, &mut ok);
-    let forward = ForwardIdentity {
-        headers: r.forward_identity.as_ref().and_then(|f| f.headers).unwrap_or(true),
-        token: r.forward_identity.as_ref().filter(|f| f.token == Some(true)).map(|f| {
-            f.audience
-                .clone()
-                .unwrap_or_else(|| upstream.as_ref().map_or_else(String::new, |u| u.authority.to_string()))
-        }),
-        bearer: r.forward_token.unwrap_or(false),
-    };
-    let header_sections: Vec<&HeadersSection> = r.headers.iter().chain([&raw.headers]).collect();
-    let headers = Arc::new(header_policy(v, &header_sections));
-    let cors = match &r.cors {
-        Some(section) => Some(Arc::new(cors_policy(v, section))),
-        None => global_cors.cloned(),
-    };
-    if cors.is_some()
-        && methods.contains(&Method::OPTIONS)
-        && let Some(list) = &r.methods
-    {
-        v.error(
-            list,
-            "a route with CORS cannot send OPTIONS upstream: the gateway answers OPTIONS (preflights) itself",
-        );
-        ok = false;
-    }
-    let route = RouteConfig {
-        pattern,
-        methods,
-        upstream: upstream?,
-        auth,
-        max_body: v.size(r.max_body.as_ref(), "max_body", limits.max_body),
-        upstream_timeout: v.duration(r.upstream_timeout.as_ref(), "upstream_timeout", limits.upstream_timeout),
-        fresh_within: r
-            .fresh_within
-            .as_ref()
-            .map(|value| v.duration(Some(value), "fresh_within", Duration::from_secs(300))),
-        policy,
-        forward,
-        preserve_host: r.preserve_host,
-        strip_prefix,
-        headers,
-        cors,
-        location: v.location(&r.path),
-    };
-    if route.fresh_within.is_some()
-        && route.auth != AuthMode::Required
-        && let Some(value) = &r.fresh_within
-    {
-        v.error(value, "`fresh_within` needs `auth = \"required\"`");
-        ok = false;
-    }
-    if route.upstream_timeout >= limits.request_timeout {
-        let message = format!(
-            "`upstream_timeout` ({}) must be shorter than `limits.request_timeout` ({}), or the upstream is never the one blamed",
-            super::units::format_duration(route.upstream_timeout),
-            super::units::format_duration(limits.request_timeout)
-        );
-        match &r.upstream_timeout {
-            Some(value) => v.error(value, message),
-            None => v.error(&r.path, message),
-        }
-        ok = false;
-    }
-    lint::lint_route(v, spanned, &route);
-    ok.then_some(route)
-}
-
-/// The roles, scopes and compiled rule of a route.
-fn route_policy(v: &mut Validator<'_>, r: &RouteSection, pattern: &str, auth: AuthMode, ok: &mut bool) -> Arc<Policy> {
-    let names =
-        |list: &Option<Spanned<Vec<String>>>, what: &str, v: &mut Validator<'_>, ok: &mut bool| -> Vec<String> {
-            let Some(list) = list else { return Vec::new() };
-            for name in list.get_ref() {
-                if name.is_empty()
-                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
-                {
-                    v.error(list, format!("`{name}` is not a valid {what} name"));
-                    *ok = false;
-                }
-            }
-            list.get_ref().clone()
-        };
-    let roles = names(&r.roles, "role", v, ok);
-    let scopes = names(&r.scopes, "scope", v, ok);
-    let params: Vec<String> = pattern
-        .split('{')
-        .skip(1)
-        .filter_map(|p| p.split('}').next())
-        .map(|p| p.trim_start_matches('*').to_owned())
-        .collect();
-    let rule = r.allow_if.as_ref().and_then(|source| match Rule::compile(source.get_ref(), &params) {
-        Ok(rule) => Some(rule),
-        Err(error) => {
-            // Point inside the string: past the opening quote, at the rule's offset.
-            let offset = source.span().start + 1 + error.offset;
-            v.diagnostics.push(v.map.at(Severity::Error, Some(offset), format!("`allow_if`: {}", error.message)));
-            *ok = false;
-            None
-        }
-    });
-    let requires_something = !roles.is_empty() || !scopes.is_empty() || r.allow_if.is_some();
-    if requires_something && auth == AuthMode::None {
-        if let Some(value) = r.auth.as_ref() {
-            v.error(
-                value,
-                "`roles`, `scopes` and `allow_if` need authentication: use auth = \"required\" or \"optional\"",
-            );
-        }
-        *ok = false;
-    }
-    Arc::new(Policy::new(roles, scopes, rule))
-}
-
-/// A route pattern must already be canonical, so that it can match.
-fn validate_pattern(v: &mut Validator<'_>, path: &Spanned<String>) -> bool {
-    let text = path.get_ref();
-    // Check the literal parts as a path: parameters become a placeholder segment.
-    let mut literal = String::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find('{') {
-        literal.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else {
-            v.error(path, "unclosed `{` in the route path");
-            return false;
-        };
-        literal.push('p');
-        rest = &rest[start + end + 1..];
-    }
-    literal.push_str(rest);
-    match normalize(&literal) {
-        Ok(canonical) if canonical.canonical() == literal => {}
-        Ok(_) => {
-            v.error(path, "the route path is not canonical: write it without `//`, `.` or `..` segments, a trailing `/` or escaped letters");
-            return false;
-        }
-        Err(e) => {
-            v.error(path, format!("the route path is refused: {e}"));
-            return false;
-        }
-    }
-    if crate::api::BUILTIN_ROUTES.iter().any(|(reserved, _)| text == reserved)
-        || text == "/admin"
-        || ["/auth/", "/oauth/", "/.well-known/", "/admin/"].iter().any(|prefix| text.starts_with(prefix))
-    {
-        v.error(path, format!("`{text}` is answered by Portcullis itself and cannot be routed"));
-        return false;
-    }
-    true
-}
-
-/// Parses `http(s)://host[:port][/base]`.
-fn parse_upstream(text: &str) -> Option<Upstream> {
-    let uri: Uri = text.parse().ok()?;
-    let scheme = uri.scheme()?.clone();
-    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-        return None;
-    }
-    let authority = uri.authority()?.clone();
-    if authority.as_str().contains('@') || uri.query().is_some() || authority.host().is_empty() {
-        return None;
-    }
-    let base_path = uri.path().trim_end_matches('/').to_owned();
-    if !base_path.is_empty() && normalize(&base_path).ok()?.canonical() != base_path {
-        return None;
-    }
-    Some(Upstream { scheme, authority, base_path })
 }
 
 #[cfg(test)]

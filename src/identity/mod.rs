@@ -6,7 +6,9 @@
 //! [`denylist`]); refresh tokens are opaque, stored only as hashes, rotated
 //! on every use, and a reused one revokes its whole family.
 
+mod admin;
 pub mod cache;
+mod clients;
 pub mod denylist;
 pub mod external;
 pub mod keys;
@@ -19,11 +21,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use subtle::ConstantTimeEq as _;
 
 use crate::config::secrets::Secret;
 use crate::config::{LoginConfig, TokensConfig};
-use crate::store::clients::ClientRecord;
 use crate::store::tokens::RefreshRecord;
 use crate::store::users::UserRecord;
 use crate::store::{Store, StoreError, now};
@@ -532,143 +532,6 @@ impl Identity {
     /// Creates an account through `POST /auth/register`: always role `user`.
     pub async fn register(&self, username: &str, password: &Secret) -> Result<UserRecord, AdminError> {
         self.add_user(username, password, &["user".to_owned()]).await
-    }
-
-    // === OAuth clients ===
-
-    /// Authenticates an OAuth client by id and secret (constant-time compare).
-    pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<ClientRecord, StoreError> {
-        let record = crate::store::clients::find(&self.store, client_id).await?;
-        let presented = hash_opaque(secret);
-        match record {
-            Some(record)
-                if record.disabled == 0 && bool::from(record.secret_hash.as_bytes().ct_eq(presented.as_bytes())) =>
-            {
-                Ok(record)
-            }
-            _ => Err(StoreError::Database(sqlx::Error::RowNotFound)),
-        }
-    }
-
-    /// A client-credentials access token for `client`, with the requested
-    /// scopes (all the client may have when none are asked). Refuses scopes
-    /// the client may not have.
-    pub fn client_token(&self, client: &ClientRecord, requested: Option<&str>) -> Result<TokenPair, &'static str> {
-        let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
-        let scope = match requested {
-            None => allowed.join(" "),
-            Some(requested) => {
-                let wanted: Vec<&str> = requested.split_whitespace().collect();
-                if wanted.iter().any(|s| !allowed.contains(s)) {
-                    return Err("invalid_scope");
-                }
-                wanted.join(" ")
-            }
-        };
-        // auth_time 0: no password was typed, so routes demanding a fresh
-        // login (fresh_within) never accept client tokens.
-        self.issue_access(&client.client_id, None, Vec::new(), scope, 0, Some(client.client_id.clone()))
-            .map_err(|_| "server_error")
-    }
-
-    /// Registers a client; returns its id and secret (shown once).
-    pub async fn add_client(&self, name: &str, scopes: &[String]) -> Result<(String, String), AdminError> {
-        let scopes = valid_names(scopes)?;
-        let client_id = format!("pc_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-        let secret = opaque(CLIENT_SECRET_PREFIX)?;
-        let record = ClientRecord {
-            client_id: client_id.clone(),
-            name: name.to_owned(),
-            secret_hash: hash_opaque(&secret),
-            scopes,
-            disabled: 0,
-            created_at: now(),
-        };
-        crate::store::clients::insert(&self.store, &record).await?;
-        Ok((client_id, secret))
-    }
-
-    // === user administration ===
-
-    /// Adds a user with `roles`.
-    pub async fn add_user(
-        &self,
-        username: &str,
-        password: &Secret,
-        roles: &[String],
-    ) -> Result<UserRecord, AdminError> {
-        let name = Username::parse(username)?;
-        self.login.policy.check(password.expose(), name.canonical())?;
-        let roles = valid_names(roles)?;
-        let hash = self.hasher.hash(password).await.map_err(|e| AdminError::Internal(e.to_string()))?;
-        let now = now();
-        let user = UserRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            username: name.canonical().to_owned(),
-            display_name: name.display().to_owned(),
-            password_hash: hash,
-            roles,
-            disabled: 0,
-            failed_logins: 0,
-            locked_until: None,
-            tokens_valid_after: 0,
-            created_at: now,
-            last_login_at: None,
-            password_changed_at: now,
-        };
-        crate::store::users::insert(&self.store, &user).await?;
-        Ok(user)
-    }
-
-    /// The user named `username`.
-    pub async fn find_user(&self, username: &str) -> Result<UserRecord, AdminError> {
-        let name = Username::parse(username)?;
-        crate::store::users::find_by_username(&self.store, name.canonical()).await?.ok_or(AdminError::NotFound("user"))
-    }
-
-    /// Replaces a user's roles; tokens issued before stop working.
-    pub async fn set_roles(&self, username: &str, roles: &[String]) -> Result<(), AdminError> {
-        let user = self.find_user(username).await?;
-        let now = now();
-        crate::store::users::set_roles(&self.store, &user.id, &valid_names(roles)?, now).await?;
-        self.denylist.cut_off_user(&user.id, now);
-        Ok(())
-    }
-
-    /// Disables a user: refresh tokens revoked, access tokens cut off.
-    pub async fn disable(&self, username: &str) -> Result<(), AdminError> {
-        let user = self.find_user(username).await?;
-        let now = now();
-        crate::store::users::disable(&self.store, &user.id, now).await?;
-        crate::store::tokens::revoke_user(&self.store, &user.id, now).await?;
-        self.denylist.cut_off_user(&user.id, now);
-        Ok(())
-    }
-
-    /// Enables a user again.
-    pub async fn enable(&self, username: &str) -> Result<(), AdminError> {
-        let user = self.find_user(username).await?;
-        crate::store::users::enable(&self.store, &user.id).await?;
-        Ok(())
-    }
-
-    /// Sets a new password: checked by the policy; all sessions end.
-    pub async fn set_password(&self, username: &str, password: &Secret) -> Result<(), AdminError> {
-        let user = self.find_user(username).await?;
-        self.login.policy.check(password.expose(), &user.username)?;
-        let hash = self.hasher.hash(password).await.map_err(|e| AdminError::Internal(e.to_string()))?;
-        let now = now();
-        crate::store::users::set_password(&self.store, &user.id, &hash, now).await?;
-        crate::store::tokens::revoke_user(&self.store, &user.id, now).await?;
-        self.denylist.cut_off_user(&user.id, now);
-        Ok(())
-    }
-
-    /// Lifts a login lock.
-    pub async fn unlock(&self, username: &str) -> Result<(), AdminError> {
-        let user = self.find_user(username).await?;
-        crate::store::users::unlock(&self.store, &user.id).await?;
-        Ok(())
     }
 }
 
