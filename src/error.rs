@@ -102,6 +102,11 @@ pub enum Reason {
         /// Which rule, for the client.
         detail: String,
     },
+    /// A rate limit of the route refused the request.
+    RateLimited {
+        /// Seconds until it would be admitted.
+        retry_after: u64,
+    },
     /// The upstream could not be reached or broke the connection.
     BadGateway,
     /// The upstream took longer than its timeout.
@@ -132,6 +137,7 @@ impl Reason {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -160,6 +166,7 @@ impl Reason {
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::Conflict { .. } => "conflict",
             Self::Unprocessable { .. } => "unprocessable",
+            Self::RateLimited { .. } => "rate-limited",
             Self::BadGateway => "bad-gateway",
             Self::GatewayTimeout => "gateway-timeout",
             Self::Overloaded => "overloaded",
@@ -188,6 +195,7 @@ impl Reason {
             Self::UnsupportedMediaType { .. } => "Unsupported media type",
             Self::Conflict { .. } => "Conflict",
             Self::Unprocessable { .. } => "Request refused by a rule",
+            Self::RateLimited { .. } => "Too many requests",
             Self::BadGateway => "Upstream unavailable",
             Self::GatewayTimeout => "Upstream timed out",
             Self::Overloaded => "Server overloaded",
@@ -218,6 +226,7 @@ impl Reason {
             }
             Self::BadRequest { detail } | Self::Conflict { detail } | Self::Unprocessable { detail } => detail.clone(),
             Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
+            Self::RateLimited { retry_after } => format!("Too many requests; retry in {retry_after} seconds."),
             Self::BadGateway => "The service behind this route could not be reached.".into(),
             Self::GatewayTimeout => "The service behind this route did not answer in time.".into(),
             Self::Overloaded => "Too many requests are in progress; retry shortly.".into(),
@@ -283,6 +292,9 @@ impl Rejection {
             Reason::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Reason::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
             _ => {}
         }
         response.extensions_mut().insert(self);
@@ -327,6 +339,7 @@ mod tests {
             Reason::UnsupportedMediaType { expected: "x" },
             Reason::Conflict { detail: "x".into() },
             Reason::Unprocessable { detail: "x".into() },
+            Reason::RateLimited { retry_after: 1 },
             Reason::BadGateway,
             Reason::GatewayTimeout,
             Reason::Overloaded,

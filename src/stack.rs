@@ -17,11 +17,13 @@
 //! 1. CORS (when configured): answers preflights before authentication,
 //!    since browsers send them without credentials.
 //! 2. [`AuthnLayer`]: the route's auth mode (deny by default).
-//! 3. [`AuthzLayer`]: roles, scopes, the ownership rule (403).
-//! 4. [`BodyLimitLayer`]: the route's body limit, after authentication and
+//! 3. [`RateLimitLayer`]: the route's limits (429), after authentication so
+//!    that `user` and `client` keys know the caller.
+//! 4. [`AuthzLayer`]: roles, scopes, the ownership rule (403).
+//! 5. [`BodyLimitLayer`]: the route's body limit, after authentication and
 //!    authorization, so a caller who may not call cannot make the gateway
 //!    read a body at all.
-//! 5. [`Proxy`]: the upstream, with the caller's identity forwarded.
+//! 6. [`Proxy`]: the upstream, with the caller's identity forwarded.
 //!
 //! Built-in endpoints ([`crate::api`]) sit behind the shared gates with a
 //! 64 KiB body limit; they authenticate callers themselves where needed.
@@ -42,6 +44,8 @@ use crate::gates::context::ContextLayer;
 use crate::gates::headers::{RouteHeaderPolicy, SecurityHeadersLayer};
 use crate::gates::limits::{BodyLimitLayer, RequestLimitsLayer};
 use crate::gates::path::PathLayer;
+use crate::gates::rate_limit::RateLimitLayer;
+use crate::gates::rate_limit::memory::MemoryStore;
 use crate::gates::route::{RouteDispatch, RouteEntry, RouteService, RouteTable};
 use crate::identity::Identity;
 use crate::proxy::{Proxy, ProxyTarget, UpstreamClient};
@@ -69,9 +73,14 @@ where
 pub const BUILTIN_MAX_BODY: u64 = 64 << 10;
 
 /// The full gateway: every gate, the routes and the built-in endpoints.
-pub fn gateway(config: &Config, identity: &Arc<Identity>, client: &UpstreamClient) -> Result<GatewayService, String> {
+pub fn gateway(
+    config: &Config,
+    identity: &Arc<Identity>,
+    client: &UpstreamClient,
+    rate_store: &Arc<MemoryStore>,
+) -> Result<GatewayService, String> {
     let table = Arc::new(RouteTable::new(&config.routes).map_err(|(_, message)| message)?);
-    let routes = config.routes.iter().map(|route| route_entry(config, route, identity, client)).collect();
+    let routes = config.routes.iter().map(|route| route_entry(config, route, identity, client, rate_store)).collect();
     let builtin = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(BodyLimitLayer { max_body: BUILTIN_MAX_BODY, body_timeout: config.limits.body_timeout })
@@ -87,12 +96,21 @@ pub fn gateway(config: &Config, identity: &Arc<Identity>, client: &UpstreamClien
     Ok(outer(config, inner))
 }
 
-fn route_entry(config: &Config, route: &RouteConfig, identity: &Arc<Identity>, client: &UpstreamClient) -> RouteEntry {
+fn route_entry(
+    config: &Config,
+    route: &RouteConfig,
+    identity: &Arc<Identity>,
+    client: &UpstreamClient,
+    rate_store: &Arc<MemoryStore>,
+) -> RouteEntry {
+    let rate_limit = (!route.rate_limits.is_empty())
+        .then(|| RateLimitLayer::new(&route.pattern, route.rate_limits.clone(), rate_store.clone()));
     let proxy = Proxy::new(client.clone(), ProxyTarget::new(route, identity.clone()));
     let service: RouteService = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
             .layer(AuthnLayer::new(route.auth, route.fresh_within, identity.clone()))
+            .option_layer(rate_limit)
             .layer(AuthzLayer::new(route.policy.clone()))
             .layer(BodyLimitLayer { max_body: route.max_body, body_timeout: config.limits.body_timeout })
             .service(proxy),

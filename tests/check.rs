@@ -8,7 +8,10 @@ fn check(config: &str) -> (i32, String) {
 
 #[test]
 fn a_good_file_passes() {
-    let (code, out) = check("[[route]]\npath = \"/a\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:5000\"\n");
+    let (code, out) = check(
+        "[rate_limit]\ndefault = [{ rate = \"100/minute\", key = \"ip\" }]\n\
+         [[route]]\npath = \"/a\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:5000\"\n",
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("p.toml: OK (1 route, 0 warnings)"), "{out}");
 }

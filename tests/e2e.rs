@@ -20,3 +20,5 @@ mod secrets;
 mod identity;
 // Authorization: identities × routes × methods, identity forwarding, the Flask example.
 mod policy;
+// Rate limits: 429 and headers, per-user buckets, configuration errors.
+mod rate_limits;

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub tokens: TokensSection,
     /// `[login]`: passwords, login and registration.
     pub login: LoginSection,
+    /// `[rate_limit]`: default limits and the counter store.
+    pub rate_limit: RateLimitSection,
     /// `[[route]]`: the routes to upstreams.
     #[serde(rename = "route")]
     pub routes: Vec<Spanned<RouteSection>>,
@@ -192,6 +194,30 @@ pub struct ExternalIssuerSection {
     pub algorithms: Option<Spanned<Vec<String>>>,
 }
 
+/// `[rate_limit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    /// `"memory"` (the only store in this build).
+    pub store: Option<Spanned<String>>,
+    /// Limits for routes that set none.
+    pub default: Option<Vec<Spanned<RateRuleSection>>>,
+    /// Most keys tracked in memory (default 100,000).
+    pub max_keys: Option<Spanned<i64>>,
+}
+
+/// One limit: `{ rate = "30/minute", burst = 10, key = "user" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateRuleSection {
+    /// `N/second`, `N/minute`, `N/hour` or `N/day`.
+    pub rate: Spanned<String>,
+    /// Requests allowed at once (default: N).
+    pub burst: Option<Spanned<i64>>,
+    /// `ip` (default), `user`, `client`, `route`, `header:<name>`, or several joined by `+`.
+    pub key: Option<Spanned<String>>,
+}
+
 /// `[login]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -247,6 +273,8 @@ pub struct RouteSection {
     pub forward_identity: Option<ForwardIdentitySection>,
     /// Pass the client's own `Authorization` header upstream (default false).
     pub forward_token: Option<bool>,
+    /// Rate limits for this route (replace `[rate_limit] default`; `[]` for none).
+    pub rate_limit: Option<Vec<Spanned<RateRuleSection>>>,
     /// Send the client's `Host` to the upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,

@@ -50,6 +50,12 @@ pub(super) fn lint_file(v: &mut Validator<'_>, raw: &FileConfig, server: &Server
     {
         v.warn(value, "HS256 is a shared secret: anyone who can verify tokens can also mint them, and upstreams cannot use the JWKS");
     }
+    if !raw.routes.is_empty()
+        && raw.rate_limit.default.is_none()
+        && raw.routes.iter().all(|r| r.get_ref().rate_limit.is_none())
+    {
+        v.warn_nowhere("no rate limits are configured: clients can send unlimited requests (see [rate_limit] default)");
+    }
     if raw.login.allow_registration == Some(true) {
         v.warn_nowhere("`login.allow_registration` is on: anyone can create an account (with role `user`)");
     }

@@ -49,6 +49,7 @@ use secrets::Environment;
 use crate::gates::authz::Policy;
 use crate::gates::cors::CorsPolicy;
 use crate::gates::headers::HeaderPolicy;
+use crate::gates::rate_limit::RateRule;
 use crate::identity::keys::SigningAlgorithm;
 use crate::identity::password::PasswordPolicy;
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Passwords, login and registration.
     pub login: LoginConfig,
+    /// Most rate-limit keys tracked in memory.
+    pub rate_limit_max_keys: usize,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// Warnings from the security lint.
@@ -276,6 +279,8 @@ pub struct RouteConfig {
     pub policy: Arc<Policy>,
     /// How the caller's identity reaches the upstream.
     pub forward: ForwardIdentity,
+    /// Rate limits.
+    pub rate_limits: Vec<RateRule>,
     /// Forward the client's `Host` header.
     pub preserve_host: bool,
     /// Prefix removed from the path before forwarding.

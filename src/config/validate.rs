@@ -12,15 +12,39 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Severity, SourceMap};
-use super::file::{CorsSection, FileConfig, HeadersSection};
+use super::file::{CorsSection, FileConfig, HeadersSection, RateRuleSection};
 use super::units::{parse_duration, parse_size};
 use super::{Config, Limits, LogConfig, LogFormat, ServerConfig, StoreConfig, TlsFiles, lint};
 use crate::gates::cors::{AllowedOrigins, CorsPolicy};
 use crate::gates::headers::{CREDENTIALED_CACHE_CONTROL, DEFAULT_REMOVED, HeaderPolicy, OFF, SECURITY_HEADERS};
+use crate::gates::rate_limit::{KeyPart, RateRule};
 use crate::gates::route::RouteTable;
 
 mod identity;
 mod route;
+
+/// Validates a list of rate limits.
+pub(super) fn rate_rules(v: &mut Validator<'_>, sections: &[Spanned<RateRuleSection>]) -> Vec<RateRule> {
+    let mut rules = Vec::new();
+    for section in sections {
+        let s = section.get_ref();
+        let key_text = s.key.as_ref().map_or("ip", |k| k.get_ref().as_str());
+        let key: Option<Vec<KeyPart>> = key_text.split('+').map(|p| KeyPart::parse(p.trim())).collect();
+        let Some(key) = key else {
+            match &s.key {
+                Some(value) => v.error(value, "`key` must be ip, user, client, route or header:<name>, joined by +"),
+                None => v.error(section, "bad key"),
+            }
+            continue;
+        };
+        let burst = s.burst.as_ref().map(|b| v.count(Some(b), "burst", 1..=1_000_000, 1));
+        match RateRule::new(s.rate.get_ref(), burst.and_then(|b| u32::try_from(b).ok()), key) {
+            Some(rule) => rules.push(rule),
+            None => v.error(&s.rate, "`rate` must be like \"30/minute\" (per second, minute, hour or day, above 0)"),
+        }
+    }
+    rules
+}
 
 /// Collects errors and warnings against one source text.
 pub(super) struct Validator<'a> {
@@ -121,9 +145,20 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     let log = validate_log(&mut v, &raw);
     let tokens = identity::validate_tokens(&mut v, &raw, &server);
     let login = identity::validate_login(&mut v, &raw);
+    let rate_limit_max_keys =
+        v.count(raw.rate_limit.max_keys.as_ref(), "rate_limit.max_keys", 100..=10_000_000, 100_000);
+    if let Some(store) = &raw.rate_limit.store
+        && store.get_ref() != "memory"
+    {
+        v.error(
+            store,
+            "`rate_limit.store`: this build keeps counters in memory only (\"memory\"); Redis is not supported yet",
+        );
+    }
+    let default_limits = rate_rules(&mut v, raw.rate_limit.default.as_deref().unwrap_or(&[]));
     let mut routes = Vec::new();
     for route in &raw.routes {
-        if let Some(route) = route::validate_route(&mut v, route, &raw, &limits, cors.as_ref()) {
+        if let Some(route) = route::validate_route(&mut v, route, &raw, &limits, cors.as_ref(), &default_limits) {
             routes.push(route);
         }
     }
@@ -148,6 +183,7 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
         log,
         tokens,
         login,
+        rate_limit_max_keys,
         routes,
         warnings,
         overrides: Vec::new(),

@@ -8,4 +8,5 @@ pub mod gate;
 pub mod headers;
 pub mod limits;
 pub mod path;
+pub mod rate_limit;
 pub mod route;

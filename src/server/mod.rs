@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::config::secrets::{BOOTSTRAP_ADMIN_PASSWORD, Environment, STORE_PASSWORD, SecretKind, read_secret};
+use crate::gates::rate_limit::memory::MemoryStore;
 use crate::identity::Identity;
 use crate::identity::keys::Keys;
 use crate::proxy::upstream_client;
@@ -44,7 +45,9 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     let certificate = ReloadingCertificate::load(&config)?;
     let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone())?);
     // Build one stack up front so that a bad route table stops start-up here.
-    stack::gateway(&config, &identity, &upstream_client(Duration::from_secs(30))).map_err(anyhow::Error::msg)?;
+    let rate_store = Arc::new(MemoryStore::new(config.rate_limit_max_keys));
+    stack::gateway(&config, &identity, &upstream_client(Duration::from_secs(30)), &rate_store)
+        .map_err(anyhow::Error::msg)?;
 
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let https = ReusePortListener::bind(config.server.https)?;
@@ -70,6 +73,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         let worker = Worker {
             config: config.clone(),
             identity: identity.clone(),
+            rate_store: rate_store.clone(),
             acceptor: acceptor.clone(),
             policy: policy.clone(),
             https_port: https_addr.port(),
@@ -166,6 +170,7 @@ struct WorkerSockets {
 struct Worker {
     config: Arc<Config>,
     identity: Arc<Identity>,
+    rate_store: Arc<MemoryStore>,
     acceptor: TlsAcceptor,
     policy: ConnectionPolicy,
     https_port: u16,
@@ -187,7 +192,7 @@ impl Worker {
     async fn serve(self, sockets: WorkerSockets) {
         let config = &self.config;
         let client = upstream_client(Duration::from_secs(30));
-        let gateway = match stack::gateway(config, &self.identity, &client) {
+        let gateway = match stack::gateway(config, &self.identity, &client, &self.rate_store) {
             Ok(gateway) => gateway,
             Err(error) => {
                 tracing::error!(%error, "cannot build the gateway");

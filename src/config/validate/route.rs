@@ -14,6 +14,7 @@ use crate::config::{AuthMode, ForwardIdentity, Limits, RouteConfig, Upstream, li
 use crate::gates::authz::{Policy, Rule};
 use crate::gates::cors::CorsPolicy;
 use crate::gates::path::normalize;
+use crate::gates::rate_limit::RateRule;
 
 pub(super) fn validate_route(
     v: &mut Validator<'_>,
@@ -21,6 +22,7 @@ pub(super) fn validate_route(
     raw: &FileConfig,
     limits: &Limits,
     global_cors: Option<&Arc<CorsPolicy>>,
+    default_limits: &[RateRule],
 ) -> Option<RouteConfig> {
     let r = spanned.get_ref();
     let pattern = r.path.get_ref().clone();
@@ -145,6 +147,10 @@ pub(super) fn validate_route(
             .map(|value| v.duration(Some(value), "fresh_within", Duration::from_secs(300))),
         policy,
         forward,
+        rate_limits: match &r.rate_limit {
+            Some(rules) => super::rate_rules(v, rules),
+            None => default_limits.to_vec(),
+        },
         preserve_host: r.preserve_host,
         strip_prefix,
         headers,
