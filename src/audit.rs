@@ -54,6 +54,8 @@ pub enum SecurityEvent {
         /// Unknown user, wrong password, disabled.
         reason: String,
     },
+    /// Too many failed logins: the account is locked.
+    AccountLocked,
     /// An already-used refresh token came back; its family was revoked.
     RefreshTokenReused {
         /// The revoked family.
@@ -77,6 +79,7 @@ impl SecurityEvent {
             Self::PathNormalized => "request.path-normalized".to_owned(),
             Self::LoginSucceeded => "login.success".to_owned(),
             Self::LoginFailed { .. } => "login.failure".to_owned(),
+            Self::AccountLocked => "account.locked".to_owned(),
             Self::RefreshTokenReused { .. } => "token.refresh-reused".to_owned(),
             Self::ClientAuthenticationFailed => "client.authentication-failed".to_owned(),
             Self::ClientTokenIssued => "client.token-issued".to_owned(),
@@ -93,7 +96,7 @@ impl SecurityEvent {
             }
             Self::UserRegistered => EventSeverity::Low,
             Self::LoginFailed { .. } | Self::ClientAuthenticationFailed => EventSeverity::Medium,
-            Self::RefreshTokenReused { .. } => EventSeverity::High,
+            Self::RefreshTokenReused { .. } | Self::AccountLocked => EventSeverity::High,
             Self::Refused(reason) => match reason {
                 Reason::NotFound | Reason::MethodNotAllowed { .. } | Reason::RequestTimeout => EventSeverity::Low,
                 Reason::BadPath { .. } | Reason::AmbiguousRequest { .. } | Reason::UntrustedPeer => EventSeverity::High,
@@ -113,6 +116,7 @@ impl SecurityEvent {
             Self::Refused(reason) => reason.detail(),
             Self::PathNormalized => "the path was rewritten to its canonical form".to_owned(),
             Self::LoginFailed { reason } => reason.clone(),
+            Self::AccountLocked => "too many failed logins".to_owned(),
             Self::RefreshTokenReused { family } => format!("refresh token family {family} revoked"),
             Self::LoginSucceeded => "password login".to_owned(),
             Self::ClientAuthenticationFailed => "bad client id or secret".to_owned(),

@@ -670,3 +670,22 @@ async fn the_first_admin_comes_from_the_environment_once() {
     assert_eq!(response.status(), 401);
     assert!(!server.logs().contains("user.bootstrap-admin"));
 }
+
+#[tokio::test]
+async fn brute_force_locks_the_account_with_the_same_answer_until_unlock() {
+    let s = start(Backend::Sqlite, "[login]\nmax_failures = 3\nlockout = \"10m\"\n").await;
+    s.add_user("kate", &["user"]);
+    let attempt =
+        |password: &'static str| s.post_json("/auth/login", json!({"username": "kate", "password": password}));
+    let mut bodies = Vec::new();
+    for password in ["guess-one-1", "guess-two-2", "guess-three-3", PASSWORD] {
+        let mut body = problem(attempt(password).await, 401, "invalid-credentials").await;
+        body.as_object_mut().unwrap().remove("request_id");
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "a locked account answers like a wrong password");
+    let logs = s.server.wait_for_log("account.locked");
+    assert!(logs.contains("account locked"), "the refused right password is logged as a locked account");
+    s.cli(&["users", "unlock", "kate"]);
+    assert_eq!(attempt(PASSWORD).await.status(), 200);
+}

@@ -64,10 +64,11 @@ pub(super) async fn login(State(api): State<Api>, caller: Caller, headers: Heade
         }
         Err(LoginFailure::Internal) => refuse(Reason::Internal),
         Err(failure) => {
-            caller.emit(
-                &SecurityEvent::LoginFailed { reason: failure.to_string() },
-                Some(&loggable(&credentials.username)),
-            );
+            let name = loggable(&credentials.username);
+            caller.emit(&SecurityEvent::LoginFailed { reason: failure.to_string() }, Some(&name));
+            if matches!(failure, LoginFailure::LockedNow { .. }) {
+                caller.emit(&SecurityEvent::AccountLocked, Some(&name));
+            }
             refuse(Reason::InvalidCredentials)
         }
     }

@@ -230,6 +230,11 @@ pub struct LoginSection {
     pub max_password_length: Option<Spanned<i64>>,
     /// Password hashes computed at once (default: 2 per core).
     pub max_concurrent_hashes: Option<Spanned<i64>>,
+    /// Failed logins in a row before the account is locked (default 5).
+    pub max_failures: Option<Spanned<i64>>,
+    /// How long the first lock lasts (default `15m`; doubles with each
+    /// further failure, at most 24 hours).
+    pub lockout: Option<Spanned<String>>,
 }
 
 /// `forward_identity = { ... }` of a route.

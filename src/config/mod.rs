@@ -223,6 +223,10 @@ pub struct LoginConfig {
     pub policy: PasswordPolicy,
     /// Password hashes computed at once.
     pub max_concurrent_hashes: usize,
+    /// Failed logins in a row before a lock.
+    pub max_failures: u32,
+    /// The first lock's length.
+    pub lockout: Duration,
 }
 
 /// Whether a route needs an authenticated caller.

@@ -63,6 +63,16 @@ pub enum LoginFailure {
     /// The account is disabled.
     #[error("account disabled")]
     Disabled,
+    /// The account is locked after too many failures (the right password
+    /// does not help until the lock ends or an admin lifts it).
+    #[error("account locked")]
+    Locked,
+    /// This failure locked the account.
+    #[error("wrong password; account locked until {until}")]
+    LockedNow {
+        /// Unix time the lock ends.
+        until: i64,
+    },
     /// Something failed inside (store, hashing).
     #[error("internal error")]
     Internal,
@@ -433,7 +443,13 @@ impl Identity {
             .await
             .map_err(|_| LoginFailure::Internal)?;
         let Some(user) = user else { return Err(LoginFailure::UnknownUser) };
-        let Verified::Yes { rehash } = verified else { return Err(LoginFailure::WrongPassword) };
+        let now = now();
+        if user.locked_until.is_some_and(|until| until > now) {
+            return Err(LoginFailure::Locked);
+        }
+        let Verified::Yes { rehash } = verified else {
+            return Err(self.count_failure(&user, now).await);
+        };
         if user.is_disabled() {
             return Err(LoginFailure::Disabled);
         }
@@ -441,6 +457,25 @@ impl Identity {
             let _ = crate::store::users::rehash(&self.store, &user.id, &hash).await;
         }
         Ok(user)
+    }
+
+    /// Counts a wrong password; past `max_failures` in a row the account is
+    /// locked for `lockout`, doubled for each further failure (at most a day).
+    async fn count_failure(&self, user: &UserRecord, now: i64) -> LoginFailure {
+        let Ok(failures) = crate::store::users::record_failure(&self.store, &user.id).await else {
+            return LoginFailure::Internal;
+        };
+        let max = i64::from(self.login.max_failures);
+        if failures < max {
+            return LoginFailure::WrongPassword;
+        }
+        let doublings = u32::try_from((failures - max).min(16)).unwrap_or(16);
+        let lock = (seconds(self.login.lockout).saturating_mul(1 << doublings)).min(86_400);
+        let until = now + lock;
+        match crate::store::users::lock(&self.store, &user.id, until).await {
+            Ok(()) => LoginFailure::LockedNow { until },
+            Err(_) => LoginFailure::Internal,
+        }
     }
 
     /// Logs in with a password: a new access token and a new refresh family.

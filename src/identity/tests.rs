@@ -31,7 +31,13 @@ async fn identity() -> (tempfile::TempDir, Identity) {
         keys_dir: dir.path().join("keys"),
         external: Vec::new(),
     };
-    let login = LoginConfig { allow_registration: true, policy: PasswordPolicy::default(), max_concurrent_hashes: 2 };
+    let login = LoginConfig {
+        allow_registration: true,
+        policy: PasswordPolicy::default(),
+        max_concurrent_hashes: 2,
+        max_failures: 3,
+        lockout: Duration::from_secs(60),
+    };
     let hasher = PasswordHasher::with_params(Params::new(1024, 1, 1, None).unwrap(), 2).unwrap();
     (dir, Identity::with_hasher(store, Arc::new(keys), tokens, login, hasher))
 }
@@ -131,4 +137,25 @@ async fn outdated_hashes_are_upgraded_at_login() {
     id.login("grace", &Secret::new(PASSWORD)).await.unwrap();
     let stored = crate::store::users::find_by_id(id.store(), &user.id).await.unwrap().unwrap();
     assert!(stored.password_hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{}", stored.password_hash);
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_until_unlocked() {
+    let (_dir, id) = identity().await;
+    id.add_user("ivan", &Secret::new(PASSWORD), &["user".into()]).await.unwrap();
+    assert_eq!(id.login("ivan", &Secret::new("wrong one 1")).await.unwrap_err(), LoginFailure::WrongPassword);
+    assert_eq!(id.login("ivan", &Secret::new("wrong one 2")).await.unwrap_err(), LoginFailure::WrongPassword);
+    assert!(matches!(id.login("ivan", &Secret::new("wrong one 3")).await.unwrap_err(), LoginFailure::LockedNow { .. }));
+    assert_eq!(
+        id.login("ivan", &Secret::new(PASSWORD)).await.unwrap_err(),
+        LoginFailure::Locked,
+        "the right password does not help"
+    );
+    let user = crate::store::users::find_by_username(id.store(), "ivan").await.unwrap().unwrap();
+    let lock = user.locked_until.unwrap() - crate::store::now();
+    assert!((55..=60).contains(&lock), "{lock}");
+    id.unlock("ivan").await.unwrap();
+    assert!(id.login("ivan", &Secret::new(PASSWORD)).await.is_ok());
+    // A success resets the count: three more failures are needed to lock again.
+    assert_eq!(id.login("ivan", &Secret::new("wrong one 4")).await.unwrap_err(), LoginFailure::WrongPassword);
 }

@@ -174,6 +174,23 @@ pub async fn record_login(store: &Store, id: &str, now: i64) -> Result<(), Store
     Ok(())
 }
 
+/// Counts one more failed login for user `id` and returns the new count.
+pub async fn record_failure(store: &Store, id: &str) -> Result<i64, StoreError> {
+    sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT failed_logins FROM users WHERE id = $1").bind(id).fetch_one(store.pool()).await?;
+    Ok(count)
+}
+
+/// Locks user `id` until `until` (unix seconds).
+pub async fn lock(store: &Store, id: &str, until: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2").bind(until).bind(id).execute(store.pool()).await?;
+    Ok(())
+}
+
 /// Lifts a lock and clears the failure count.
 pub async fn unlock(store: &Store, id: &str) -> Result<bool, StoreError> {
     let result = sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
