@@ -5,8 +5,7 @@
 //! moves the TAT to `max(TAT, now) + cost × interval`.
 //!
 //! Over any span `t`, at most `burst + t / interval` requests are admitted
-//! (property-tested below). The Redis backend runs the same arithmetic in a
-//! Lua script.
+//! (property-tested below).
 //!
 //! ```
 //! use std::time::Duration;
