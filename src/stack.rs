@@ -32,8 +32,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceBuilder};
 
 use crate::api;
 use crate::body::Body;
@@ -81,10 +81,19 @@ pub fn gateway(
 ) -> Result<GatewayService, String> {
     let table = Arc::new(RouteTable::new(&config.routes).map_err(|(_, message)| message)?);
     let routes = config.routes.iter().map(|route| route_entry(config, route, identity, client, rate_store)).collect();
+    let endpoints = api::into_route_service(api::router(identity.clone()));
+    // Credential-guessing endpoints get their own per-address limit.
+    let guarded: RouteService = match config.login.rate_limit.is_empty() {
+        true => endpoints.clone(),
+        false => BoxCloneSyncService::new(
+            RateLimitLayer::new("credential-endpoints", config.login.rate_limit.clone(), rate_store.clone())
+                .layer(endpoints.clone()),
+        ),
+    };
     let builtin = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(BodyLimitLayer { max_body: BUILTIN_MAX_BODY, body_timeout: config.limits.body_timeout })
-            .service(api::into_route_service(api::router(identity.clone()))),
+            .service(api::ByPath::new(api::CREDENTIAL_ENDPOINTS, guarded, endpoints)),
     );
     let limits = RequestLimitsLayer {
         max_headers: config.limits.max_headers,

@@ -91,3 +91,37 @@ fn bad_limits_are_configuration_errors() {
     assert!(out.contains("p.toml:3:21: error: `rate` must be like"), "{out}");
     assert!(out.contains("error: `key` must be ip, user, client, route or header:<name>"), "{out}");
 }
+
+#[tokio::test]
+async fn credential_endpoints_are_limited_per_address() {
+    let server = Portcullis::start(
+        &format!("{TEST_SERVER}[login]\nrate_limit = [{{ rate = \"3/minute\", key = \"ip\" }}]\n"),
+        &[],
+    );
+    let client = server.client();
+    for _ in 0..3 {
+        let response = client
+            .post(server.url("/auth/login"))
+            .json(&json!({"username": "nobody", "password": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let refused = client
+        .post(server.url("/auth/login"))
+        .json(&json!({"username": "nobody", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, 429, "rate-limited").await;
+    let token =
+        client.post(server.url("/oauth/token")).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    assert_eq!(token.status(), 429, "the credential endpoints share one bucket per address");
+    assert_eq!(
+        client.get(server.url("/healthz")).send().await.unwrap().status(),
+        200,
+        "other built-ins are not limited"
+    );
+}

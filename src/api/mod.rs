@@ -46,6 +46,42 @@ pub const BUILTIN_ROUTES: &[(&str, &[&str])] = &[
     ("/.well-known/openid-configuration", &["GET", "HEAD"]),
 ];
 
+/// Endpoints where credentials are tried: `[login] rate_limit` applies.
+pub const CREDENTIAL_ENDPOINTS: &[&str] = &["/auth/login", "/auth/register", "/oauth/token"];
+
+/// Sends requests for `paths` to one service and the rest to another.
+#[derive(Clone)]
+pub struct ByPath<S> {
+    paths: &'static [&'static str],
+    matching: S,
+    other: S,
+}
+
+impl<S> ByPath<S> {
+    /// `matching` for `paths`, `other` for everything else.
+    pub fn new(paths: &'static [&'static str], matching: S, other: S) -> Self {
+        Self { paths, matching, other }
+    }
+}
+
+impl<S> tower::Service<http::Request<Body>> for ByPath<S>
+where
+    S: tower::Service<http::Request<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both inner services are always ready (boxed routers and limits).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if self.paths.contains(&request.uri().path()) { self.matching.call(request) } else { self.other.call(request) }
+    }
+}
+
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {

@@ -235,6 +235,9 @@ pub struct LoginSection {
     /// How long the first lock lasts (default `15m`; doubles with each
     /// further failure, at most 24 hours).
     pub lockout: Option<Spanned<String>>,
+    /// Limits on `/auth/login`, `/auth/register` and `/oauth/token`
+    /// (default 20 per minute per address; `[]` for none).
+    pub rate_limit: Option<Vec<Spanned<RateRuleSection>>>,
 }
 
 /// `forward_identity = { ... }` of a route.

@@ -227,6 +227,8 @@ pub struct LoginConfig {
     pub max_failures: u32,
     /// The first lock's length.
     pub lockout: Duration,
+    /// Limits on the credential endpoints.
+    pub rate_limit: Vec<RateRule>,
 }
 
 /// Whether a route needs an authenticated caller.

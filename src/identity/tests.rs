@@ -37,6 +37,7 @@ async fn identity() -> (tempfile::TempDir, Identity) {
         max_concurrent_hashes: 2,
         max_failures: 3,
         lockout: Duration::from_secs(60),
+        rate_limit: Vec::new(),
     };
     let hasher = PasswordHasher::with_params(Params::new(1024, 1, 1, None).unwrap(), 2).unwrap();
     (dir, Identity::with_hasher(store, Arc::new(keys), tokens, login, hasher))

@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::Validator;
 use crate::config::file::FileConfig;
 use crate::config::{ExternalIssuerConfig, LoginConfig, ServerConfig, TokensConfig};
+use crate::gates::rate_limit::{KeyPart, RateRule};
 use crate::identity::keys::SigningAlgorithm;
 use crate::identity::password::PasswordPolicy;
 
@@ -170,5 +171,9 @@ pub(super) fn validate_login(v: &mut Validator<'_>, raw: &FileConfig) -> LoginCo
         ),
         max_failures: u32::try_from(v.count(l.max_failures.as_ref(), "login.max_failures", 1..=1000, 5)).unwrap_or(5),
         lockout: v.duration(l.lockout.as_ref(), "login.lockout", Duration::from_secs(15 * 60)),
+        rate_limit: match &l.rate_limit {
+            Some(rules) => super::rate_rules(v, rules),
+            None => RateRule::new("20/minute", None, vec![KeyPart::Ip]).into_iter().collect(),
+        },
     }
 }
