@@ -1,31 +1,8 @@
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::util::{Portcullis, TEST_SERVER, Upstream, problem, raw_tls, run_cli, run_cli_with_input};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-fn add_user(server: &Portcullis, name: &str, roles: &[&str]) {
-    let mut args = vec!["users", "add", name, "--password-stdin", "--config", "portcullis.toml"];
-    for role in roles {
-        args.extend(["--role", role]);
-    }
-    let (code, out) = run_cli_with_input(server.dir.path(), &args, &[], &format!("{PASSWORD}\n"));
-    assert_eq!(code, 0, "{out}");
-}
-
-async fn login(server: &Portcullis, name: &str) -> String {
-    let response = server
-        .client()
-        .post(server.url("/auth/login"))
-        .json(&json!({"username": name, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "login {name}");
-    response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
-}
+use crate::util::{Portcullis, TEST_SERVER, Upstream, add_user, login, problem, raw_tls, run_cli};
 
 async fn client_token(server: &Portcullis, scopes: &[&str]) -> String {
     let mut args = vec!["clients", "add", "svc", "--config", "portcullis.toml"];

@@ -1,8 +1,6 @@
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::util::{Portcullis, TEST_SERVER, Upstream, problem, run_cli, run_cli_with_input};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::util::{Portcullis, TEST_SERVER, Upstream, add_user, login, problem, run_cli};
 
 #[tokio::test]
 async fn per_ip_limits_answer_429_with_standard_headers() {
@@ -50,21 +48,8 @@ async fn user_keys_give_each_caller_its_own_bucket() {
     let server = Portcullis::start(&config, &[]);
     let mut tokens = Vec::new();
     for name in ["alice", "bob"] {
-        let (code, out) = run_cli_with_input(
-            server.dir.path(),
-            &["users", "add", name, "--password-stdin", "--config", "portcullis.toml"],
-            &[],
-            &format!("{PASSWORD}\n"),
-        );
-        assert_eq!(code, 0, "{out}");
-        let response = server
-            .client()
-            .post(server.url("/auth/login"))
-            .json(&json!({"username": name, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        tokens.push(response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned());
+        add_user(&server, name, &[]);
+        tokens.push(login(&server, name).await);
     }
     let get = |token: &str| server.client().get(server.url("/api")).bearer_auth(token.to_owned()).send();
     assert_eq!(get(&tokens[0]).await.unwrap().status(), 200);

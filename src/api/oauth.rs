@@ -162,18 +162,27 @@ pub(super) async fn token(State(api): State<Api>, caller: Caller, headers: Heade
     }
 }
 
+/// The `token` parameter of a form sent by an authenticated client
+/// (introspection and revocation), or the error answer.
+#[allow(clippy::result_large_err, reason = "the error is the response, returned at once on a cold path")]
+async fn token_of_authenticated_client(
+    api: &Api,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Response> {
+    let form = parse_form(headers, body)?;
+    client(api, caller, headers, &form).await?;
+    form.token.ok_or_else(|| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required"))
+}
+
 /// `POST /oauth/introspect` (client-authenticated): whether a token is active.
 pub(super) async fn introspect(State(api): State<Api>, caller: Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match parse_form(&headers, &body) {
-        Ok(form) => form,
+    let token = match token_of_authenticated_client(&api, &caller, &headers, &body).await {
+        Ok(token) => token,
         Err(response) => return response,
     };
-    if let Err(response) = client(&api, &caller, &headers, &form).await {
-        return response;
-    }
-    let Some(token) = form.token.as_deref() else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
-    };
+    let token = token.as_str();
     let inactive = || no_store_json(StatusCode::OK, &serde_json::json!({"active": false}));
     if token.starts_with(REFRESH_PREFIX) {
         return match crate::store::tokens::find_by_hash(api.identity.store(), &crate::identity::hash_opaque(token))
@@ -226,16 +235,11 @@ pub(super) async fn introspect(State(api): State<Api>, caller: Caller, headers: 
 /// `POST /oauth/revoke` (client-authenticated): revokes an access or refresh
 /// token. Answers 200 whether or not the token was known (RFC 7009 §2.2).
 pub(super) async fn revoke(State(api): State<Api>, caller: Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match parse_form(&headers, &body) {
-        Ok(form) => form,
+    let token = match token_of_authenticated_client(&api, &caller, &headers, &body).await {
+        Ok(token) => token,
         Err(response) => return response,
     };
-    if let Err(response) = client(&api, &caller, &headers, &form).await {
-        return response;
-    }
-    let Some(token) = form.token.as_deref() else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
-    };
+    let token = token.as_str();
     let outcome = if token.starts_with(REFRESH_PREFIX) {
         api.identity.revoke_refresh(token).await.map(|user| user.is_some())
     } else {

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use clap::Subcommand;
 
-use super::EXIT_CONFIG;
 use crate::config::Config;
 use crate::config::secrets::{Environment, Secret};
 use crate::identity::Identity;
@@ -113,14 +112,9 @@ pub(super) enum AdminCommand {
 }
 
 pub(super) fn run(path: Option<&Path>, command: AdminCommand, env: &Environment) -> ExitCode {
-    let config = match Config::load(path, env) {
+    let config = match super::load_config(path, env) {
         Ok(config) => config,
-        Err(diagnostics) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

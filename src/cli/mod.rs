@@ -74,6 +74,16 @@ enum Command {
 /// Exit code for an invalid configuration.
 pub const EXIT_CONFIG: u8 = 2;
 
+/// Loads the configuration, or prints its diagnostics and gives the exit code.
+fn load_config(path: Option<&std::path::Path>, env: &Environment) -> Result<crate::config::Config, ExitCode> {
+    crate::config::Config::load(path, env).map_err(|diagnostics| {
+        for diagnostic in &diagnostics {
+            eprintln!("{diagnostic}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 /// Parses the arguments and runs the command.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();

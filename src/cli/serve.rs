@@ -3,19 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::EXIT_CONFIG;
-use crate::config::Config;
 use crate::config::secrets::Environment;
 
 pub(super) fn run(path: Option<&Path>, env: &Environment) -> ExitCode {
-    let config = match Config::load(path, env) {
+    let config = match super::load_config(path, env) {
         Ok(config) => config,
-        Err(diagnostics) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(&config.log, env);
     // The control runtime: signals, reloads, start-up. Serving runs on

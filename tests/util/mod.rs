@@ -297,3 +297,29 @@ pub async fn store_section(backend: Backend) -> String {
         }
     }
 }
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Adds user `name` with `roles` through the CLI, on the server's store.
+pub fn add_user(server: &Portcullis, name: &str, roles: &[&str]) {
+    let mut args = vec!["users", "add", name, "--password-stdin", "--config", "portcullis.toml"];
+    for role in roles {
+        args.extend(["--role", role]);
+    }
+    let (code, out) = run_cli_with_input(server.dir.path(), &args, &[], &format!("{PASSWORD}\n"));
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Logs `name` in with [`PASSWORD`] and returns the access token.
+pub async fn login(server: &Portcullis, name: &str) -> String {
+    let response = server
+        .client()
+        .post(server.url("/auth/login"))
+        .json(&serde_json::json!({"username": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "login {name}");
+    response.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+}
