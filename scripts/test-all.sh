@@ -8,7 +8,8 @@
 # Anything the tests need is installed or started here when missing:
 # PostgreSQL is started on a free port in a temporary directory unless
 # TEST_POSTGRES_URL names one (a server where the user may
-# CREATE DATABASE).
+# CREATE DATABASE); redis-server is installed if missing (each Redis test
+# starts its own on a free port, and stops and restarts it for outages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,16 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== services"
 ensure_postgres
+
+ensure_redis() {
+  if ! command -v "${REDIS_SERVER:-redis-server}" >/dev/null; then
+    echo "installing redis-server"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  fi
+  echo "using $("${REDIS_SERVER:-redis-server}" --version | cut -d' ' -f1-3)"
+}
+ensure_redis
 
 ensure_flask_example() {
   local venv=examples/flask-upstream/.venv

@@ -14,6 +14,8 @@
 //! ```
 
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Reason;
 
@@ -69,6 +71,20 @@ pub enum SecurityEvent {
     TokenRevoked,
     /// An account was created through `/auth/register`.
     UserRegistered,
+    /// The shared rate-limit store stopped answering; the failure policy applies.
+    RateLimitStoreUnavailable {
+        /// What went wrong (no credentials: the URL is not included).
+        error: String,
+    },
+    /// The shared rate-limit store answers again.
+    RateLimitStoreRecovered,
+    /// Events of a flooding kind were counted instead of written one by one.
+    EventsSuppressed {
+        /// The event's name.
+        action: &'static str,
+        /// How many were not written.
+        count: u64,
+    },
 }
 
 impl SecurityEvent {
@@ -85,6 +101,9 @@ impl SecurityEvent {
             Self::ClientTokenIssued => "client.token-issued".to_owned(),
             Self::TokenRevoked => "token.revoked".to_owned(),
             Self::UserRegistered => "user.registered".to_owned(),
+            Self::RateLimitStoreUnavailable { .. } => "ratelimit.store-unavailable".to_owned(),
+            Self::RateLimitStoreRecovered => "ratelimit.store-recovered".to_owned(),
+            Self::EventsSuppressed { .. } => "audit.events-suppressed".to_owned(),
         }
     }
 
@@ -94,15 +113,19 @@ impl SecurityEvent {
             Self::PathNormalized | Self::LoginSucceeded | Self::ClientTokenIssued | Self::TokenRevoked => {
                 EventSeverity::Low
             }
-            Self::UserRegistered => EventSeverity::Low,
+            Self::UserRegistered | Self::RateLimitStoreRecovered => EventSeverity::Low,
+            Self::EventsSuppressed { .. } => EventSeverity::Medium,
+            Self::RateLimitStoreUnavailable { .. } => EventSeverity::High,
             Self::LoginFailed { .. } | Self::ClientAuthenticationFailed => EventSeverity::Medium,
             Self::RefreshTokenReused { .. } | Self::AccountLocked => EventSeverity::High,
             Self::Refused(reason) => match reason {
                 Reason::NotFound | Reason::MethodNotAllowed { .. } | Reason::RequestTimeout => EventSeverity::Low,
                 Reason::BadPath { .. } | Reason::AmbiguousRequest { .. } | Reason::UntrustedPeer => EventSeverity::High,
-                Reason::BadGateway | Reason::GatewayTimeout | Reason::Overloaded | Reason::Internal => {
-                    EventSeverity::High
-                }
+                Reason::BadGateway
+                | Reason::GatewayTimeout
+                | Reason::Overloaded
+                | Reason::RateLimitUnavailable
+                | Reason::Internal => EventSeverity::High,
                 _ => EventSeverity::Medium,
             },
         }
@@ -123,6 +146,9 @@ impl SecurityEvent {
             Self::ClientTokenIssued => "client credentials grant".to_owned(),
             Self::TokenRevoked => "revoked on request".to_owned(),
             Self::UserRegistered => "self-registration".to_owned(),
+            Self::RateLimitStoreUnavailable { error } => format!("Redis: {error}"),
+            Self::RateLimitStoreRecovered => "Redis answers again".to_owned(),
+            Self::EventsSuppressed { action, count } => format!("{count} {action} events not written one by one"),
         }
     }
 }
@@ -145,8 +171,89 @@ pub struct EventContext<'a> {
     pub subject: Option<&'a str>,
 }
 
-/// Writes `event` to the `audit` target.
+/// Most events of one flooding kind (rate-limited, overloaded) written per
+/// second by one process; the rest are counted and reported in one
+/// `audit.events-suppressed` event, so that a flood cannot drown the log.
+pub const FLOOD_EVENTS_PER_SECOND: u64 = 100;
+
+/// Counts the events of one flooding kind in the current second.
+struct FloodSampler {
+    action: &'static str,
+    /// (unix second, written in it, suppressed since the last report)
+    state: Mutex<(u64, u64, u64)>,
+}
+
+static RATE_LIMITED: FloodSampler = FloodSampler { action: "request.rate-limited", state: Mutex::new((0, 0, 0)) };
+static OVERLOADED: FloodSampler = FloodSampler { action: "request.overloaded", state: Mutex::new((0, 0, 0)) };
+
+impl FloodSampler {
+    fn for_event(event: &SecurityEvent) -> Option<&'static Self> {
+        match event {
+            SecurityEvent::Refused(Reason::RateLimited { .. }) => Some(&RATE_LIMITED),
+            SecurityEvent::Refused(Reason::Overloaded) => Some(&OVERLOADED),
+            _ => None,
+        }
+    }
+
+    /// Whether to write one more event now; reports what a past second suppressed.
+    fn admit(&self) -> bool {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (admit, report) = {
+            let Ok(mut state) = self.state.lock() else { return true };
+            let mut report = 0;
+            if state.0 != now {
+                report = std::mem::take(&mut state.2);
+                *state = (now, 0, 0);
+            }
+            state.1 += 1;
+            let admit = state.1 <= FLOOD_EVENTS_PER_SECOND;
+            if !admit {
+                state.2 += 1;
+            }
+            (admit, report)
+        };
+        self.report(report);
+        admit
+    }
+
+    /// Reports suppressed events of seconds that are over.
+    fn flush(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let report = match self.state.lock() {
+            Ok(mut state) if state.0 != now => std::mem::take(&mut state.2),
+            _ => 0,
+        };
+        self.report(report);
+    }
+
+    fn report(&self, count: u64) {
+        if count > 0 {
+            emit_system(&SecurityEvent::EventsSuppressed { action: self.action, count });
+        }
+    }
+}
+
+/// Reports flood events suppressed in seconds that are over (called on a timer).
+pub fn flush_suppressed() {
+    RATE_LIMITED.flush();
+    OVERLOADED.flush();
+}
+
+/// Writes an event that belongs to no request (a store going down).
+pub fn emit_system(event: &SecurityEvent) {
+    write(event, &EventContext { request_id: "", client_ip: None, method: "", path: "", route: None, subject: None });
+}
+
+/// Writes `event` to the `audit` target (flooding kinds are sampled: see
+/// [`FLOOD_EVENTS_PER_SECOND`]).
 pub fn emit(event: &SecurityEvent, context: &EventContext<'_>) {
+    if FloodSampler::for_event(event).is_some_and(|sampler| !sampler.admit()) {
+        return;
+    }
+    write(event, context);
+}
+
+fn write(event: &SecurityEvent, context: &EventContext<'_>) {
     let client_ip = context.client_ip.map(|ip| ip.to_string());
     tracing::warn!(
         target: "audit",

@@ -107,6 +107,8 @@ pub enum Reason {
         /// Seconds until it would be admitted.
         retry_after: u64,
     },
+    /// The shared rate-limit store did not answer and the route fails closed.
+    RateLimitUnavailable,
     /// The upstream could not be reached or broke the connection.
     BadGateway,
     /// The upstream took longer than its timeout.
@@ -138,6 +140,7 @@ impl Reason {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -167,6 +170,7 @@ impl Reason {
             Self::Conflict { .. } => "conflict",
             Self::Unprocessable { .. } => "unprocessable",
             Self::RateLimited { .. } => "rate-limited",
+            Self::RateLimitUnavailable => "rate-limit-unavailable",
             Self::BadGateway => "bad-gateway",
             Self::GatewayTimeout => "gateway-timeout",
             Self::Overloaded => "overloaded",
@@ -196,6 +200,7 @@ impl Reason {
             Self::Conflict { .. } => "Conflict",
             Self::Unprocessable { .. } => "Request refused by a rule",
             Self::RateLimited { .. } => "Too many requests",
+            Self::RateLimitUnavailable => "Rate limiter unavailable",
             Self::BadGateway => "Upstream unavailable",
             Self::GatewayTimeout => "Upstream timed out",
             Self::Overloaded => "Server overloaded",
@@ -227,6 +232,9 @@ impl Reason {
             Self::BadRequest { detail } | Self::Conflict { detail } | Self::Unprocessable { detail } => detail.clone(),
             Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
             Self::RateLimited { retry_after } => format!("Too many requests; retry in {retry_after} seconds."),
+            Self::RateLimitUnavailable => {
+                "This route cannot be served while its rate limiter is unavailable; retry shortly.".into()
+            }
             Self::BadGateway => "The service behind this route could not be reached.".into(),
             Self::GatewayTimeout => "The service behind this route did not answer in time.".into(),
             Self::Overloaded => "Too many requests are in progress; retry shortly.".into(),
@@ -289,7 +297,7 @@ impl Rejection {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            Reason::Overloaded => {
+            Reason::Overloaded | Reason::RateLimitUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Reason::RateLimited { retry_after } => {
@@ -340,6 +348,7 @@ mod tests {
             Reason::Conflict { detail: "x".into() },
             Reason::Unprocessable { detail: "x".into() },
             Reason::RateLimited { retry_after: 1 },
+            Reason::RateLimitUnavailable,
             Reason::BadGateway,
             Reason::GatewayTimeout,
             Reason::Overloaded,

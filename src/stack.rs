@@ -7,10 +7,12 @@
 //!    that every refusal below is rendered and logged the same way.
 //! 2. [`SecurityHeadersLayer`]: response headers. Outside every gate that can
 //!    refuse, so 401/404/413/502 answers carry them too.
-//! 3. [`RequestLimitsLayer`]: URI length, header count and size, framing
+//! 3. [`LoadShedLayer`]: 503 at once past `limits.max_in_flight` requests
+//!    in progress.
+//! 4. [`RequestLimitsLayer`]: URI length, header count and size, framing
 //!    (smuggling) checks — before anything reads the request.
-//! 4. [`PathLayer`]: the canonical path, once; every later gate sees only it.
-//! 5. [`RouteDispatch`]: route match (404/405), then the route's own stack.
+//! 5. [`PathLayer`]: the canonical path, once; every later gate sees only it.
+//! 6. [`RouteDispatch`]: route match (404/405), then the route's own stack.
 //!
 //! Each route's stack, in request order:
 //!
@@ -45,8 +47,9 @@ use crate::gates::headers::{RouteHeaderPolicy, SecurityHeadersLayer};
 use crate::gates::limits::{BodyLimitLayer, RequestLimitsLayer};
 use crate::gates::path::PathLayer;
 use crate::gates::rate_limit::RateLimitLayer;
-use crate::gates::rate_limit::memory::MemoryStore;
+use crate::gates::rate_limit::store::{RateStore, StoreHealth};
 use crate::gates::route::{RouteDispatch, RouteEntry, RouteService, RouteTable};
+use crate::gates::shed::{InFlight, LoadShedLayer};
 use crate::identity::Identity;
 use crate::proxy::{Proxy, ProxyTarget, UpstreamClient};
 use crate::server::redirect::{RedirectToHttps, RefuseUntrustedPeer};
@@ -72,22 +75,40 @@ where
 /// The body limit of the built-in endpoints (logins, token requests).
 pub const BUILTIN_MAX_BODY: u64 = 64 << 10;
 
+/// What every serving thread shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// Users, tokens and keys.
+    pub identity: Arc<Identity>,
+    /// How the rate-limit store is doing (for `/readyz`).
+    pub rate_health: Arc<StoreHealth>,
+    /// The requests in progress in this process (load shedding).
+    pub in_flight: InFlight,
+}
+
 /// The full gateway: every gate, the routes and the built-in endpoints.
+/// `client` and `rate_store` belong to the calling thread.
 pub fn gateway(
     config: &Config,
-    identity: &Arc<Identity>,
+    shared: &Shared,
     client: &UpstreamClient,
-    rate_store: &Arc<MemoryStore>,
+    rate_store: &RateStore,
 ) -> Result<GatewayService, String> {
+    let identity = &shared.identity;
     let table = Arc::new(RouteTable::new(&config.routes).map_err(|(_, message)| message)?);
     let routes = config.routes.iter().map(|route| route_entry(config, route, identity, client, rate_store)).collect();
-    let endpoints = api::into_route_service(api::router(identity.clone()));
+    let endpoints = api::into_route_service(api::router(identity.clone(), shared.rate_health.clone()));
     // Credential-guessing endpoints get their own per-address limit.
     let guarded: RouteService = match config.login.rate_limit.is_empty() {
         true => endpoints.clone(),
         false => BoxCloneSyncService::new(
-            RateLimitLayer::new("credential-endpoints", config.login.rate_limit.clone(), rate_store.clone())
-                .layer(endpoints.clone()),
+            RateLimitLayer::new(
+                "credential-endpoints",
+                config.login.rate_limit.clone(),
+                rate_store.clone(),
+                config.login.rate_limit_on_store_error,
+            )
+            .layer(endpoints.clone()),
         ),
     };
     let builtin = BoxCloneSyncService::new(
@@ -100,8 +121,11 @@ pub fn gateway(
         max_header_bytes: config.limits.max_header_bytes,
         max_uri_length: config.limits.max_uri_length,
     };
-    let inner =
-        ServiceBuilder::new().layer(limits).layer(PathLayer).service(RouteDispatch::new(table, routes, builtin));
+    let inner = ServiceBuilder::new()
+        .layer(LoadShedLayer(shared.in_flight.clone()))
+        .layer(limits)
+        .layer(PathLayer)
+        .service(RouteDispatch::new(table, routes, builtin));
     Ok(outer(config, inner))
 }
 
@@ -110,10 +134,16 @@ fn route_entry(
     route: &RouteConfig,
     identity: &Arc<Identity>,
     client: &UpstreamClient,
-    rate_store: &Arc<MemoryStore>,
+    rate_store: &RateStore,
 ) -> RouteEntry {
-    let rate_limit = (!route.rate_limits.is_empty())
-        .then(|| RateLimitLayer::new(&route.pattern, route.rate_limits.clone(), rate_store.clone()));
+    let rate_limit = (!route.rate_limits.is_empty()).then(|| {
+        RateLimitLayer::new(
+            &route.pattern,
+            route.rate_limits.clone(),
+            rate_store.clone(),
+            route.rate_limit_on_store_error,
+        )
+    });
     let proxy = Proxy::new(client.clone(), ProxyTarget::new(route, identity.clone()));
     let service: RouteService = BoxCloneSyncService::new(
         ServiceBuilder::new()

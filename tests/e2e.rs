@@ -22,3 +22,5 @@ mod identity;
 mod policy;
 // Rate limits: 429 and headers, per-user buckets, configuration errors.
 mod rate_limits;
+// Limits shared through Redis, failure policies, costs, exemptions, load shedding.
+mod shared_limits;

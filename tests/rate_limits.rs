@@ -68,11 +68,12 @@ async fn user_keys_give_each_caller_its_own_bucket() {
 #[test]
 fn bad_limits_are_configuration_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let config = "[rate_limit]\nstore = \"redis://127.0.0.1:6379\"\ndefault = [{ rate = \"10/fortnight\" }, { rate = \"5/minute\", key = \"cookie\" }]\n";
+    let config = "[rate_limit]\nstore = \"redis://:hunter2-secret@127.0.0.1:6379\"\ndefault = [{ rate = \"10/fortnight\" }, { rate = \"5/minute\", key = \"cookie\" }]\n";
     std::fs::write(dir.path().join("p.toml"), config).unwrap();
     let (code, out) = run_cli(dir.path(), &["check", "--config", "p.toml"], &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("p.toml:2:9: error: `rate_limit.store`"), "{out}");
+    assert!(out.contains("p.toml:2:9: error: `rate_limit.store` must not contain a password"), "{out}");
+    assert!(!out.contains("hunter2-secret"), "the password is never echoed: {out}");
     assert!(out.contains("p.toml:3:21: error: `rate` must be like"), "{out}");
     assert!(out.contains("error: `key` must be ip, user, client, route or header:<name>"), "{out}");
 }

@@ -27,6 +27,7 @@ use crate::audit::{self, EventContext, SecurityEvent};
 use crate::body::Body;
 use crate::error::{Reason, Rejection};
 use crate::gates::context::RequestId;
+use crate::gates::rate_limit::store::StoreHealth;
 use crate::identity::Identity;
 use crate::proxy::forwarded::ClientInfo;
 
@@ -86,10 +87,11 @@ where
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
     identity: Arc<Identity>,
+    rate_health: Arc<StoreHealth>,
 }
 
 /// The router of every built-in endpoint.
-pub fn router(identity: Arc<Identity>) -> Router {
+pub fn router(identity: Arc<Identity>, rate_health: Arc<StoreHealth>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -104,7 +106,7 @@ pub fn router(identity: Arc<Identity>) -> Router {
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/.well-known/openid-configuration", get(wellknown::openid_configuration))
         .fallback(|| async { refuse(Reason::NotFound) })
-        .with_state(Api { identity })
+        .with_state(Api { identity, rate_health })
 }
 
 /// A refusal as an axum response (rendered by the context gate).

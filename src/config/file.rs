@@ -89,6 +89,8 @@ pub struct LimitsSection {
     pub request_timeout: Option<Spanned<String>>,
     /// Most concurrent client connections.
     pub max_connections: Option<Spanned<i64>>,
+    /// Most requests in progress at once; more get 503 at once (load shedding).
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// `[headers]` (global) or `headers = { ... }` (per route): security headers.
@@ -198,8 +200,15 @@ pub struct ExternalIssuerSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitSection {
-    /// `"memory"` (the only store in this build).
+    /// `"memory"` (default) or a Redis URL (`redis://host:6379/0`,
+    /// `rediss://…` for TLS) without a password.
     pub store: Option<Spanned<String>>,
+    /// When Redis does not answer: `local` (default), `allow` or `deny`.
+    pub on_store_error: Option<Spanned<String>>,
+    /// Longest wait for Redis per request (default `50ms`).
+    pub store_timeout: Option<Spanned<String>>,
+    /// Prefix of the Redis keys (default `portcullis:rl:`).
+    pub key_prefix: Option<Spanned<String>>,
     /// Limits for routes that set none.
     pub default: Option<Vec<Spanned<RateRuleSection>>>,
     /// Most keys tracked in memory (default 100,000).
@@ -216,6 +225,14 @@ pub struct RateRuleSection {
     pub burst: Option<Spanned<i64>>,
     /// `ip` (default), `user`, `client`, `route`, `header:<name>`, or several joined by `+`.
     pub key: Option<Spanned<String>>,
+    /// What one request costs (default 1).
+    pub cost: Option<Spanned<i64>>,
+    /// `all` (default) or `failures` (only answers with status 400 or above).
+    pub count: Option<Spanned<String>>,
+    /// Callers with any of these roles are not limited.
+    pub exempt_roles: Option<Vec<String>>,
+    /// Clients from these networks (`10.0.0.0/8`) are not limited.
+    pub exempt_networks: Option<Vec<Spanned<String>>>,
 }
 
 /// `[login]`.
@@ -236,8 +253,11 @@ pub struct LoginSection {
     /// further failure, at most 24 hours).
     pub lockout: Option<Spanned<String>>,
     /// Limits on `/auth/login`, `/auth/register` and `/oauth/token`
-    /// (default 20 per minute per address; `[]` for none).
+    /// (default 20 per minute per address, and 10 failures at once then 30
+    /// an hour per address; `[]` for none).
     pub rate_limit: Option<Vec<Spanned<RateRuleSection>>>,
+    /// When Redis does not answer, for those limits (default: `[rate_limit] on_store_error`).
+    pub rate_limit_on_store_error: Option<Spanned<String>>,
 }
 
 /// `forward_identity = { ... }` of a route.
@@ -283,6 +303,8 @@ pub struct RouteSection {
     pub forward_token: Option<bool>,
     /// Rate limits for this route (replace `[rate_limit] default`; `[]` for none).
     pub rate_limit: Option<Vec<Spanned<RateRuleSection>>>,
+    /// When Redis does not answer, for this route (default: `[rate_limit] on_store_error`).
+    pub rate_limit_on_store_error: Option<Spanned<String>>,
     /// Send the client's `Host` to the upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,

@@ -50,6 +50,7 @@ use crate::gates::authz::Policy;
 use crate::gates::cors::CorsPolicy;
 use crate::gates::headers::HeaderPolicy;
 use crate::gates::rate_limit::RateRule;
+use crate::gates::rate_limit::store::OnStoreError;
 use crate::identity::keys::SigningAlgorithm;
 use crate::identity::password::PasswordPolicy;
 
@@ -74,14 +75,29 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Passwords, login and registration.
     pub login: LoginConfig,
-    /// Most rate-limit keys tracked in memory.
-    pub rate_limit_max_keys: usize,
+    /// Where rate-limit counters live.
+    pub rate_limit: RateLimitConfig,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// Warnings from the security lint.
     pub warnings: Vec<Diagnostic>,
     /// The `PORTCULLIS_*` overrides that were applied.
     pub overrides: Vec<String>,
+}
+
+/// `[rate_limit]`, validated.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// `None`: in memory; otherwise the Redis URL (no password in it).
+    pub redis_url: Option<String>,
+    /// The default failure policy.
+    pub on_store_error: OnStoreError,
+    /// Longest wait for Redis per request.
+    pub store_timeout: Duration,
+    /// Prefix of the Redis keys.
+    pub key_prefix: String,
+    /// Most keys tracked in memory (also by the fallback).
+    pub max_keys: usize,
 }
 
 /// `[server]`, validated.
@@ -133,6 +149,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// Most requests in progress at once (load shedding beyond).
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -147,6 +165,7 @@ impl Default for Limits {
             upstream_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_in_flight: 4096,
         }
     }
 }
@@ -229,6 +248,8 @@ pub struct LoginConfig {
     pub lockout: Duration,
     /// Limits on the credential endpoints.
     pub rate_limit: Vec<RateRule>,
+    /// When Redis does not answer, for those limits.
+    pub rate_limit_on_store_error: OnStoreError,
 }
 
 /// Whether a route needs an authenticated caller.
@@ -287,6 +308,8 @@ pub struct RouteConfig {
     pub forward: ForwardIdentity,
     /// Rate limits.
     pub rate_limits: Vec<RateRule>,
+    /// When Redis does not answer, for this route's limits.
+    pub rate_limit_on_store_error: OnStoreError,
     /// Forward the client's `Host` header.
     pub preserve_host: bool,
     /// Prefix removed from the path before forwarding.

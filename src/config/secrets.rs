@@ -21,6 +21,9 @@ use secrecy::{ExposeSecret, SecretString};
 /// The password of the database named by `[store] url`.
 pub const STORE_PASSWORD: &str = "PORTCULLIS_STORE_PASSWORD";
 
+/// The password of the Redis rate-limit store, if it needs one.
+pub const REDIS_PASSWORD: &str = "PORTCULLIS_REDIS_PASSWORD";
+
 /// The key that signs tokens: a PKCS#8 PEM private key, or an HS256 secret.
 pub const SIGNING_KEY: &str = "PORTCULLIS_SIGNING_KEY";
 
@@ -32,7 +35,8 @@ pub const BOOTSTRAP_ADMIN_PASSWORD: &str = "PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD"
 
 /// Every secret variable Portcullis knows. None of them is ever a
 /// configuration override, and their values are never logged.
-pub const ALL_SECRETS: &[&str] = &[STORE_PASSWORD, SIGNING_KEY, SIGNING_KEY_PREVIOUS, BOOTSTRAP_ADMIN_PASSWORD];
+pub const ALL_SECRETS: &[&str] =
+    &[STORE_PASSWORD, SIGNING_KEY, SIGNING_KEY_PREVIOUS, BOOTSTRAP_ADMIN_PASSWORD, REDIS_PASSWORD];
 
 /// A secret value. Printing it shows `[redacted]`.
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 //! From the raw file shape to a typed [`Config`], collecting every error with
 //! its position instead of stopping at the first.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +13,71 @@ use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Severity, SourceMap};
 use super::file::{CorsSection, FileConfig, HeadersSection, RateRuleSection};
+use super::secrets::REDIS_PASSWORD;
 use super::units::{parse_duration, parse_size};
-use super::{Config, Limits, LogConfig, LogFormat, ServerConfig, StoreConfig, TlsFiles, lint};
+use super::{Config, Limits, LogConfig, LogFormat, RateLimitConfig, ServerConfig, StoreConfig, TlsFiles, lint};
 use crate::gates::cors::{AllowedOrigins, CorsPolicy};
 use crate::gates::headers::{CREDENTIALED_CACHE_CONTROL, DEFAULT_REMOVED, HeaderPolicy, OFF, SECURITY_HEADERS};
-use crate::gates::rate_limit::{KeyPart, RateRule};
+use crate::gates::rate_limit::store::OnStoreError;
+use crate::gates::rate_limit::{CountMode, KeyPart, RateRule};
 use crate::gates::route::RouteTable;
 
 mod identity;
 mod route;
+
+/// Validates `[rate_limit]` (not its `default` list).
+fn validate_rate_limit(v: &mut Validator<'_>, raw: &FileConfig) -> RateLimitConfig {
+    let r = &raw.rate_limit;
+    let redis_url = match &r.store {
+        None => None,
+        Some(store) if store.get_ref() == "memory" => None,
+        Some(store) => {
+            let url = store.get_ref();
+            let parsed = redis::IntoConnectionInfo::into_connection_info(url.as_str());
+            match parsed {
+                _ if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+                    v.error(store, "`rate_limit.store` must be \"memory\" or a redis:// or rediss:// URL");
+                    None
+                }
+                Ok(info) if info.redis_settings().password().is_some() => {
+                    v.error(store, format!("`rate_limit.store` must not contain a password: set {REDIS_PASSWORD}"));
+                    None
+                }
+                Ok(_) => Some(url.clone()),
+                Err(_) => {
+                    v.error(store, "`rate_limit.store` must be \"memory\" or a URL like \"redis://127.0.0.1:6379/0\"");
+                    None
+                }
+            }
+        }
+    };
+    let store_timeout = v.duration(r.store_timeout.as_ref(), "rate_limit.store_timeout", Duration::from_millis(50));
+    if let Some(value) = &r.store_timeout
+        && !(Duration::from_millis(1)..=Duration::from_secs(5)).contains(&store_timeout)
+    {
+        v.error(value, "`rate_limit.store_timeout` must be between 1ms and 5s");
+    }
+    RateLimitConfig {
+        redis_url,
+        on_store_error: on_store_error(v, r.on_store_error.as_ref(), OnStoreError::Local),
+        store_timeout,
+        key_prefix: r.key_prefix.as_ref().map_or_else(|| "portcullis:rl:".to_owned(), |p| p.get_ref().clone()),
+        max_keys: v.count(r.max_keys.as_ref(), "rate_limit.max_keys", 100..=10_000_000, 100_000),
+    }
+}
+
+/// Validates a failure policy: `local`, `allow` or `deny`.
+pub(super) fn on_store_error(
+    v: &mut Validator<'_>,
+    value: Option<&Spanned<String>>,
+    default: OnStoreError,
+) -> OnStoreError {
+    let Some(value) = value else { return default };
+    OnStoreError::parse(value.get_ref()).unwrap_or_else(|| {
+        v.error(value, "must be \"local\", \"allow\" or \"deny\"");
+        default
+    })
+}
 
 /// Validates a list of rate limits.
 pub(super) fn rate_rules(v: &mut Validator<'_>, sections: &[Spanned<RateRuleSection>]) -> Vec<RateRule> {
@@ -38,10 +94,41 @@ pub(super) fn rate_rules(v: &mut Validator<'_>, sections: &[Spanned<RateRuleSect
             continue;
         };
         let burst = s.burst.as_ref().map(|b| v.count(Some(b), "burst", 1..=1_000_000, 1));
-        match RateRule::new(s.rate.get_ref(), burst.and_then(|b| u32::try_from(b).ok()), key) {
-            Some(rule) => rules.push(rule),
-            None => v.error(&s.rate, "`rate` must be like \"30/minute\" (per second, minute, hour or day, above 0)"),
+        let Some(mut rule) = RateRule::new(s.rate.get_ref(), burst.and_then(|b| u32::try_from(b).ok()), key) else {
+            v.error(&s.rate, "`rate` must be like \"30/minute\" (per second, minute, hour or day, above 0)");
+            continue;
+        };
+        rule.cost = u32::try_from(v.count(s.cost.as_ref(), "cost", 1..=1_000_000, 1)).unwrap_or(1);
+        if rule.cost > rule.limit.burst
+            && let Some(cost) = &s.cost
+        {
+            v.error(
+                cost,
+                format!("`cost` {} is above the burst {}: no request could ever pass", rule.cost, rule.limit.burst),
+            );
         }
+        rule.count = match s.count.as_ref().map(|c| (c, c.get_ref().as_str())) {
+            None | Some((_, "all")) => CountMode::All,
+            Some((_, "failures")) => CountMode::Failures,
+            Some((value, _)) => {
+                v.error(value, "`count` must be \"all\" or \"failures\"");
+                CountMode::All
+            }
+        };
+        rule.exempt_roles = s.exempt_roles.clone().unwrap_or_default();
+        for network in s.exempt_networks.iter().flatten() {
+            match network
+                .get_ref()
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| network.get_ref().parse::<IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(net) => rule.exempt_networks.push(net),
+                Err(_) => {
+                    v.error(network, "`exempt_networks` entries must be addresses or networks like \"10.0.0.0/8\"")
+                }
+            }
+        }
+        rules.push(rule);
     }
     rules
 }
@@ -144,21 +231,18 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     let store = validate_store(&mut v, &raw, &server);
     let log = validate_log(&mut v, &raw);
     let tokens = identity::validate_tokens(&mut v, &raw, &server);
-    let login = identity::validate_login(&mut v, &raw);
-    let rate_limit_max_keys =
-        v.count(raw.rate_limit.max_keys.as_ref(), "rate_limit.max_keys", 100..=10_000_000, 100_000);
-    if let Some(store) = &raw.rate_limit.store
-        && store.get_ref() != "memory"
-    {
-        v.error(
-            store,
-            "`rate_limit.store`: this build keeps counters in memory only (\"memory\"); Redis is not supported yet",
-        );
-    }
+    let rate_limit = validate_rate_limit(&mut v, &raw);
+    let login = identity::validate_login(&mut v, &raw, rate_limit.on_store_error);
     let default_limits = rate_rules(&mut v, raw.rate_limit.default.as_deref().unwrap_or(&[]));
     let mut routes = Vec::new();
     for route in &raw.routes {
-        if let Some(route) = route::validate_route(&mut v, route, &raw, &limits, cors.as_ref(), &default_limits) {
+        let defaults = route::RouteDefaults {
+            limits: &limits,
+            cors: cors.as_ref(),
+            rate_limit: &rate_limit,
+            rate_rules: &default_limits,
+        };
+        if let Some(route) = route::validate_route(&mut v, route, &raw, &defaults) {
             routes.push(route);
         }
     }
@@ -183,7 +267,7 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
         log,
         tokens,
         login,
-        rate_limit_max_keys,
+        rate_limit,
         routes,
         warnings,
         overrides: Vec::new(),
@@ -277,6 +361,7 @@ fn validate_limits(v: &mut Validator<'_>, raw: &FileConfig) -> Limits {
             1..=1_000_000,
             d.max_connections,
         ),
+        max_in_flight: v.count(l.max_in_flight.as_ref(), "limits.max_in_flight", 1..=1_000_000, d.max_in_flight),
     }
 }
 

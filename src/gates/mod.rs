@@ -10,3 +10,4 @@ pub mod limits;
 pub mod path;
 pub mod rate_limit;
 pub mod route;
+pub mod shed;

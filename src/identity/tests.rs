@@ -38,6 +38,7 @@ async fn identity() -> (tempfile::TempDir, Identity) {
         max_failures: 3,
         lockout: Duration::from_secs(60),
         rate_limit: Vec::new(),
+        rate_limit_on_store_error: crate::gates::rate_limit::store::OnStoreError::Local,
     };
     let hasher = PasswordHasher::with_params(Params::new(1024, 1, 1, None).unwrap(), 2).unwrap();
     (dir, Identity::with_hasher(store, Arc::new(keys), tokens, login, hasher))

@@ -23,12 +23,15 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::config::secrets::{BOOTSTRAP_ADMIN_PASSWORD, Environment, STORE_PASSWORD, SecretKind, read_secret};
-use crate::gates::rate_limit::memory::MemoryStore;
+use crate::config::secrets::{
+    BOOTSTRAP_ADMIN_PASSWORD, Environment, REDIS_PASSWORD, STORE_PASSWORD, SecretKind, read_secret,
+};
+use crate::gates::rate_limit::store::{RateStores, RedisSettings};
+use crate::gates::shed::InFlight;
 use crate::identity::Identity;
 use crate::identity::keys::Keys;
 use crate::proxy::upstream_client;
-use crate::stack;
+use crate::stack::{self, Shared};
 use crate::store::Store;
 use listener::{ConnectionPolicy, Listener, accept_loop};
 use tls::ReloadingCertificate;
@@ -45,8 +48,14 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     let certificate = ReloadingCertificate::load(&config)?;
     let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone())?);
     // Build one stack up front so that a bad route table stops start-up here.
-    let rate_store = Arc::new(MemoryStore::new(config.rate_limit_max_keys));
-    stack::gateway(&config, &identity, &upstream_client(Duration::from_secs(30)), &rate_store)
+    let rates = rate_stores(&config, env)?;
+    let shared = Shared {
+        identity: identity.clone(),
+        rate_health: rates.health(),
+        in_flight: InFlight::new(config.limits.max_in_flight),
+    };
+    let rate_store = rates.for_this_thread().map_err(anyhow::Error::msg)?;
+    stack::gateway(&config, &shared, &upstream_client(Duration::from_secs(30)), &rate_store)
         .map_err(anyhow::Error::msg)?;
 
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
@@ -72,8 +81,8 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
             WorkerSockets { https: https.socket(index)?, http: http.as_ref().map(|l| l.socket(index)).transpose()? };
         let worker = Worker {
             config: config.clone(),
-            identity: identity.clone(),
-            rate_store: rate_store.clone(),
+            shared: shared.clone(),
+            rates: rates.clone(),
             acceptor: acceptor.clone(),
             policy: policy.clone(),
             https_port: https_addr.port(),
@@ -92,6 +101,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         http_mode,
         tls = %certificate.source().describe(),
         store = store.backend(),
+        rate_limit_store = rates.health().status().backend,
         routes = config.routes.len(),
         workers,
         config = %config.source,
@@ -169,8 +179,8 @@ struct WorkerSockets {
 /// One serving thread: its own runtime, stacks and upstream pool.
 struct Worker {
     config: Arc<Config>,
-    identity: Arc<Identity>,
-    rate_store: Arc<MemoryStore>,
+    shared: Shared,
+    rates: RateStores,
     acceptor: TlsAcceptor,
     policy: ConnectionPolicy,
     https_port: u16,
@@ -192,7 +202,11 @@ impl Worker {
     async fn serve(self, sockets: WorkerSockets) {
         let config = &self.config;
         let client = upstream_client(Duration::from_secs(30));
-        let gateway = match stack::gateway(config, &self.identity, &client, &self.rate_store) {
+        let gateway = match self
+            .rates
+            .for_this_thread()
+            .and_then(|rates| stack::gateway(config, &self.shared, &client, &rates))
+        {
             Ok(gateway) => gateway,
             Err(error) => {
                 tracing::error!(%error, "cannot build the gateway");
@@ -231,6 +245,20 @@ impl Worker {
     }
 }
 
+/// The rate-limit stores of `[rate_limit]`, with the Redis password from
+/// `PORTCULLIS_REDIS_PASSWORD`.
+fn rate_stores(config: &Config, env: &Environment) -> anyhow::Result<RateStores> {
+    let r = &config.rate_limit;
+    let Some(url) = &r.redis_url else { return Ok(RateStores::memory(r.max_keys)) };
+    let settings = RedisSettings {
+        url: url.clone(),
+        password: read_secret(env, REDIS_PASSWORD, SecretKind::Password)?,
+        key_prefix: r.key_prefix.clone(),
+        timeout: r.store_timeout,
+    };
+    RateStores::redis(settings, r.max_keys).map_err(anyhow::Error::msg)
+}
+
 /// Opens the store (applying migrations), loads the signing keys and makes
 /// the first administrator from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD` when the
 /// store has no user yet.
@@ -263,7 +291,7 @@ pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result
 }
 
 /// Reloads the key directory, the revocation list and external issuers'
-/// keys, forever.
+/// keys, and reports suppressed flood events, forever.
 async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::UpstreamClient) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut round = 0u64;
@@ -275,6 +303,7 @@ async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::Upst
                 continue;
             }
         }
+        crate::audit::flush_suppressed();
         identity.refresh_external_keys(&client, false).await;
         if let Err(error) = identity.sync_denylist().await {
             tracing::warn!(%error, "cannot refresh the revocation list");

@@ -1,6 +1,7 @@
 //! Test harness: start the real binary, a real upstream, and clients.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use redis::RedisServer;
 pub use upstream::Upstream;
 
 /// The listener settings every test config starts with.

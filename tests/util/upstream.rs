@@ -2,6 +2,7 @@
 //!
 //! - `/slow…` waits 3 seconds before answering;
 //! - `/leaky…` answers with `Server` and `X-Powered-By` headers;
+//! - `/status/<code>…` answers with that status;
 //! - anything else echoes the request as JSON: method, path (with query),
 //!   headers and body length; `POST` answers 201.
 
@@ -103,8 +104,9 @@ async fn handle(
         "headers": headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
         "body_len": body.len(),
     });
+    let asked = path.strip_prefix("/status/").and_then(|rest| rest.get(..3)).and_then(|code| code.parse::<u16>().ok());
     let mut response = Response::builder()
-        .status(if method == "POST" { 201 } else { 200 })
+        .status(asked.unwrap_or(if method == "POST" { 201 } else { 200 }))
         .header("content-type", "application/json")
         .header("cache-control", "public, max-age=600");
     if path.starts_with("/leaky") {

@@ -10,7 +10,8 @@ use toml::Spanned;
 use super::Validator;
 use crate::config::file::FileConfig;
 use crate::config::{ExternalIssuerConfig, LoginConfig, ServerConfig, TokensConfig};
-use crate::gates::rate_limit::{KeyPart, RateRule};
+use crate::gates::rate_limit::store::OnStoreError;
+use crate::gates::rate_limit::{CountMode, KeyPart, RateRule};
 use crate::identity::keys::SigningAlgorithm;
 use crate::identity::password::PasswordPolicy;
 
@@ -148,7 +149,7 @@ fn validate_external(
     })
 }
 
-pub(super) fn validate_login(v: &mut Validator<'_>, raw: &FileConfig) -> LoginConfig {
+pub(super) fn validate_login(v: &mut Validator<'_>, raw: &FileConfig, on_store_error: OnStoreError) -> LoginConfig {
     let l = &raw.login;
     let defaults = PasswordPolicy::default();
     let min_length = v.count(l.min_password_length.as_ref(), "login.min_password_length", 8..=128, defaults.min_length);
@@ -173,7 +174,17 @@ pub(super) fn validate_login(v: &mut Validator<'_>, raw: &FileConfig) -> LoginCo
         lockout: v.duration(l.lockout.as_ref(), "login.lockout", Duration::from_secs(15 * 60)),
         rate_limit: match &l.rate_limit {
             Some(rules) => super::rate_rules(v, rules),
-            None => RateRule::new("20/minute", None, vec![KeyPart::Ip]).into_iter().collect(),
+            None => default_login_limits(),
         },
+        rate_limit_on_store_error: super::on_store_error(v, l.rate_limit_on_store_error.as_ref(), on_store_error),
     }
+}
+
+/// 20 requests a minute per address, and failures (wrong passwords, bad
+/// client secrets) 10 at once then 30 an hour per address.
+fn default_login_limits() -> Vec<RateRule> {
+    let requests = RateRule::new("20/minute", None, vec![KeyPart::Ip]);
+    let failures = RateRule::new("30/hour", Some(10), vec![KeyPart::Ip])
+        .map(|rule| RateRule { count: CountMode::Failures, ..rule });
+    requests.into_iter().chain(failures).collect()
 }

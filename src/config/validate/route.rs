@@ -10,20 +10,27 @@ use toml::Spanned;
 use super::{Validator, cors_policy, header_policy};
 use crate::config::diagnostic::Severity;
 use crate::config::file::{FileConfig, HeadersSection, RouteSection};
-use crate::config::{AuthMode, ForwardIdentity, Limits, RouteConfig, Upstream, lint};
+use crate::config::{AuthMode, ForwardIdentity, Limits, RateLimitConfig, RouteConfig, Upstream, lint};
 use crate::gates::authz::{Policy, Rule};
 use crate::gates::cors::CorsPolicy;
 use crate::gates::path::normalize;
 use crate::gates::rate_limit::RateRule;
 
+/// What a route inherits from the global sections.
+pub(super) struct RouteDefaults<'a> {
+    pub(super) limits: &'a Limits,
+    pub(super) cors: Option<&'a Arc<CorsPolicy>>,
+    pub(super) rate_limit: &'a RateLimitConfig,
+    pub(super) rate_rules: &'a [RateRule],
+}
+
 pub(super) fn validate_route(
     v: &mut Validator<'_>,
     spanned: &Spanned<RouteSection>,
     raw: &FileConfig,
-    limits: &Limits,
-    global_cors: Option<&Arc<CorsPolicy>>,
-    default_limits: &[RateRule],
+    defaults: &RouteDefaults<'_>,
 ) -> Option<RouteConfig> {
+    let RouteDefaults { limits, cors: global_cors, rate_limit, rate_rules: default_limits } = *defaults;
     let r = spanned.get_ref();
     let pattern = r.path.get_ref().clone();
     let mut ok = validate_pattern(v, &r.path);
@@ -151,6 +158,11 @@ pub(super) fn validate_route(
             Some(rules) => super::rate_rules(v, rules),
             None => default_limits.to_vec(),
         },
+        rate_limit_on_store_error: super::on_store_error(
+            v,
+            r.rate_limit_on_store_error.as_ref(),
+            rate_limit.on_store_error,
+        ),
         preserve_host: r.preserve_host,
         strip_prefix,
         headers,

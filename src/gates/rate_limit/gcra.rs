@@ -96,36 +96,27 @@ mod tests {
         assert_eq!(refused.retry_after, 1);
     }
 
-    #[test]
-    fn never_more_than_burst_plus_rate_times_time() {
-        // A deterministic pseudo-random stream of arrivals and costs.
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..200 {
-            let limit = Limit {
-                interval: Duration::from_millis(1 + next() % 500),
-                burst: 1 + u32::try_from(next() % 20).unwrap(),
-            };
+    proptest::proptest! {
+        /// Over any span, admitted cost never exceeds burst + span / interval,
+        /// whatever the arrivals and costs.
+        #[test]
+        fn never_more_than_burst_plus_rate_times_time(
+            interval_ms in 1u64..500,
+            burst in 1u32..20,
+            arrivals in proptest::collection::vec((0u64..300, 1u32..4), 1..300),
+        ) {
+            let limit = Limit { interval: Duration::from_millis(interval_ms), burst };
             let interval = limit.interval.as_nanos();
-            let mut now = 0u128;
-            let mut tat = None;
-            let mut admitted_cost = 0u128;
-            let start = now;
-            for _ in 0..500 {
-                now += u128::from(next() % 300) * 1_000_000;
-                let cost = 1 + u32::try_from(next() % 3).unwrap();
+            let (mut now, mut tat, mut admitted_cost) = (0u128, None, 0u128);
+            for (gap_ms, cost) in arrivals {
+                now += u128::from(gap_ms) * 1_000_000;
                 let (outcome, new_tat) = decide(&limit, tat, now, cost);
                 tat = Some(new_tat);
                 if outcome.allowed {
                     admitted_cost += u128::from(cost);
                 }
-                let bound = u128::from(limit.burst) + (now - start) / interval;
-                assert!(admitted_cost <= bound, "round {round}: admitted {admitted_cost} > {bound}");
+                let bound = u128::from(burst) + now / interval;
+                proptest::prop_assert!(admitted_cost <= bound, "admitted {} > {}", admitted_cost, bound);
             }
         }
     }

@@ -39,8 +39,9 @@ impl MemoryStore {
         self.epoch.elapsed().as_nanos()
     }
 
-    /// Decides one request of `cost` for `key` under `limit`.
-    pub fn decide(&self, key: &str, limit: &Limit, cost: u32) -> Outcome {
+    /// Decides one request of `cost` for `key` under `limit`; counts it when
+    /// admitted and `commit` is set (otherwise only looks).
+    pub fn decide(&self, key: &str, limit: &Limit, cost: u32, commit: bool) -> Outcome {
         let shard = &self.shards[shard_of(key)];
         let now = self.now();
         let Ok(mut map) = shard.lock() else {
@@ -48,6 +49,9 @@ impl MemoryStore {
             return Outcome { allowed: false, remaining: 0, reset_after: 1, retry_after: 1 };
         };
         let (outcome, tat) = decide(limit, map.get(key).copied(), now, cost);
+        if !commit || !outcome.allowed {
+            return outcome;
+        }
         if !map.contains_key(key) && map.len() >= self.per_shard {
             map.retain(|_, tat| *tat > now);
             if map.len() >= self.per_shard
@@ -89,7 +93,7 @@ mod tests {
         let store = MemoryStore::new(16 * 16);
         let limit = Limit { interval: Duration::from_nanos(1), burst: 1 };
         for i in 0..10_000 {
-            store.decide(&format!("client-{i}"), &limit, 1);
+            store.decide(&format!("client-{i}"), &limit, 1, true);
         }
         let (held, _) = store.stats();
         assert!(held <= 16 * 16 + 16, "{held} keys held");
@@ -105,7 +109,7 @@ mod tests {
                 let (store, admitted) = (store.clone(), admitted.clone());
                 std::thread::spawn(move || {
                     for _ in 0..100 {
-                        if store.decide("shared", &limit, 1).allowed {
+                        if store.decide("shared", &limit, 1, true).allowed {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -10,8 +10,9 @@
 //! refusing). A refused request gets 429 with `Retry-After`, problem+json
 //! and a `request.rate-limited` security event.
 //!
-//! This build keeps the counters in memory ([`memory::MemoryStore`]):
-//! limits hold per instance, not across a pool.
+//! Counters live in memory ([`memory::MemoryStore`], per instance) or in
+//! Redis ([`redis::RedisStore`], one limit across a pool of instances); see
+//! [`store`] for what happens when Redis does not answer.
 //!
 //! ```
 //! use portcullis::gates::rate_limit::{KeyPart, RateRule, parse_rate};
@@ -21,8 +22,11 @@
 //! assert_eq!(rule.limit.burst, 30);
 //! ```
 
+pub mod breaker;
 pub mod gcra;
 pub mod memory;
+pub mod redis;
+pub mod store;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
@@ -40,7 +45,7 @@ use crate::error::{Reason, Rejection};
 use crate::gates::authn::Principal;
 use crate::proxy::forwarded::ClientInfo;
 use gcra::{Limit, Outcome};
-use memory::MemoryStore;
+use store::{Check, Decision, OnStoreError, Outcomes, RateStore};
 
 /// One part of a limit's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +92,19 @@ pub fn parse_rate(text: &str) -> Option<(u32, Duration)> {
     Some((count, Duration::from_secs(window)))
 }
 
+/// Which requests a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CountMode {
+    /// Every request that reaches the gate.
+    #[default]
+    All,
+    /// Only requests answered with an error status (400 or above), as
+    /// Flask-Limiter's `deduct_when`: for login-like routes, where only
+    /// failures should use up the quota. The check before the request only
+    /// looks; the count happens when the answer is known.
+    Failures,
+}
+
 /// One configured limit.
 #[derive(Debug, Clone)]
 pub struct RateRule {
@@ -98,6 +116,14 @@ pub struct RateRule {
     pub limit: Limit,
     /// What the key is made of.
     pub key: Vec<KeyPart>,
+    /// What one request costs (default 1).
+    pub cost: u32,
+    /// Which requests are counted.
+    pub count: CountMode,
+    /// Callers with any of these roles are not limited.
+    pub exempt_roles: Vec<String>,
+    /// Clients from these networks are not limited.
+    pub exempt_networks: Vec<ipnet::IpNet>,
 }
 
 impl RateRule {
@@ -106,7 +132,31 @@ impl RateRule {
     pub fn new(rate: &str, burst: Option<u32>, key: Vec<KeyPart>) -> Option<Self> {
         let (quota, window) = parse_rate(rate)?;
         let interval = window / quota;
-        Some(Self { quota, window, limit: Limit { interval, burst: burst.unwrap_or(quota).max(1) }, key })
+        Some(Self {
+            quota,
+            window,
+            limit: Limit { interval, burst: burst.unwrap_or(quota).max(1) },
+            key,
+            cost: 1,
+            count: CountMode::All,
+            exempt_roles: Vec::new(),
+            exempt_networks: Vec::new(),
+        })
+    }
+
+    /// Whether the caller of `request` is exempt from this limit.
+    fn exempts<B>(&self, request: &Request<B>) -> bool {
+        if !self.exempt_networks.is_empty()
+            && let Some(client) = request.extensions().get::<ClientInfo>()
+            && self.exempt_networks.iter().any(|net| net.contains(&client.ip))
+        {
+            return true;
+        }
+        !self.exempt_roles.is_empty()
+            && request
+                .extensions()
+                .get::<Principal>()
+                .is_some_and(|p| p.0.roles.iter().any(|role| self.exempt_roles.contains(role)))
     }
 
     fn key_for<B>(&self, prefix: &str, index: usize, request: &Request<B>) -> String {
@@ -144,13 +194,75 @@ impl RateRule {
 pub struct RateLimitLayer {
     route: Arc<str>,
     rules: Arc<[RateRule]>,
-    store: Arc<MemoryStore>,
+    store: RateStore,
+    on_error: OnStoreError,
 }
 
 impl RateLimitLayer {
-    /// `rules` for route `route`, counted in `store`.
-    pub fn new(route: &str, rules: Vec<RateRule>, store: Arc<MemoryStore>) -> Self {
-        Self { route: route.into(), rules: rules.into(), store }
+    /// `rules` for route `route`, counted in `store`; `on_error` decides
+    /// when a shared store cannot answer.
+    pub fn new(route: &str, rules: Vec<RateRule>, store: RateStore, on_error: OnStoreError) -> Self {
+        Self { route: route.into(), rules: rules.into(), store, on_error }
+    }
+
+    /// The checks for `request`, with the index of the rule of each;
+    /// exempt rules are left out.
+    fn checks<B>(&self, request: &Request<B>) -> (Vec<usize>, Vec<Check>) {
+        let mut indexes = Vec::with_capacity(self.rules.len());
+        let mut checks = Vec::with_capacity(self.rules.len());
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.exempts(request) {
+                continue;
+            }
+            indexes.push(index);
+            checks.push(Check {
+                key: rule.key_for(&self.route, index, request),
+                limit: rule.limit,
+                cost: rule.cost,
+                commit: rule.count == CountMode::All,
+            });
+        }
+        (indexes, checks)
+    }
+
+    /// Turns the store's outcomes into a refusal, or into what the answer
+    /// still needs: its headers and the failure-only counts.
+    #[allow(clippy::result_large_err, reason = "the answer is built only when refusing, and moved once")]
+    fn admit(&self, indexes: &[usize], on_failure: Vec<Check>, outcomes: Outcomes) -> Result<Admitted, Response<Body>> {
+        let Ok(outcomes) = outcomes else {
+            return Err(Rejection::new(Reason::RateLimitUnavailable).into_response());
+        };
+        let headers = RateHeaders::new(&self.rules, indexes, &outcomes);
+        if let Some(refused) = outcomes.iter().find(|o| !o.allowed) {
+            let mut response = Rejection::new(Reason::RateLimited { retry_after: refused.retry_after }).into_response();
+            headers.write(&mut response);
+            return Err(response);
+        }
+        // Admitted without the store (fail open): nothing to count later.
+        let on_failure = if outcomes.is_empty() { Vec::new() } else { on_failure };
+        Ok(Admitted { headers, on_failure, store: self.store.clone(), on_error: self.on_error })
+    }
+}
+
+/// An admitted request: what to do with its answer.
+struct Admitted {
+    headers: RateHeaders,
+    on_failure: Vec<Check>,
+    store: RateStore,
+    on_error: OnStoreError,
+}
+
+impl Admitted {
+    /// Counts a failed answer against failure-only limits; adds the headers.
+    async fn finish(self, result: Result<Response<Body>, Infallible>) -> Result<Response<Body>, Infallible> {
+        let mut response = result?;
+        let failed = response.status().is_client_error() || response.status().is_server_error();
+        if failed && !self.on_failure.is_empty() {
+            // The outcome does not matter: the answer is already decided.
+            let _ = self.store.decide(self.on_failure, self.on_error).outcomes().await;
+        }
+        self.headers.write(&mut response);
+        Ok(response)
     }
 }
 
@@ -171,52 +283,76 @@ pub struct RateLimit<S> {
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-/// Adds the draft standard headers for the limit closest to refusing.
-fn add_headers(response: &mut Response<Body>, rules: &[RateRule], outcomes: &[Outcome]) {
-    let policies: Vec<String> =
-        rules.iter().enumerate().map(|(i, r)| format!("\"p{i}\";q={};w={}", r.quota, r.window.as_secs())).collect();
-    if let Ok(value) = HeaderValue::from_str(&policies.join(", ")) {
-        response.headers_mut().insert(RATELIMIT_POLICY.clone(), value);
+/// The draft standard headers: every limit's policy, and the state of the
+/// limit closest to refusing.
+struct RateHeaders {
+    policy: Option<HeaderValue>,
+    state: Option<HeaderValue>,
+}
+
+impl RateHeaders {
+    fn new(rules: &[RateRule], indexes: &[usize], outcomes: &[Outcome]) -> Self {
+        let policies: Vec<String> =
+            indexes.iter().map(|&i| format!("\"p{i}\";q={};w={}", rules[i].quota, rules[i].window.as_secs())).collect();
+        let policy = (!policies.is_empty()).then(|| HeaderValue::from_str(&policies.join(", ")).ok()).flatten();
+        let state =
+            indexes.iter().zip(outcomes).min_by_key(|(_, o)| (o.allowed, o.remaining)).and_then(|(i, o)| {
+                HeaderValue::from_str(&format!("\"p{i}\";r={};t={}", o.remaining, o.reset_after)).ok()
+            });
+        Self { policy, state }
     }
-    if let Some((index, outcome)) = outcomes.iter().enumerate().min_by_key(|(_, o)| (o.allowed, o.remaining)) {
-        let value = format!("\"p{index}\";r={};t={}", outcome.remaining, outcome.reset_after);
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(RATELIMIT.clone(), value);
+
+    fn write(&self, response: &mut Response<Body>) {
+        let headers = response.headers_mut();
+        headers.remove(&RATELIMIT_POLICY);
+        headers.remove(&RATELIMIT);
+        if let Some(policy) = &self.policy {
+            headers.insert(RATELIMIT_POLICY.clone(), policy.clone());
+        }
+        if let Some(state) = &self.state {
+            headers.insert(RATELIMIT.clone(), state.clone());
         }
     }
 }
 
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
 impl<S> Service<Request<Body>> for RateLimit<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let layer = &self.layer;
-        let outcomes: Vec<Outcome> = layer
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, rule)| layer.store.decide(&rule.key_for(&layer.route, i, &request), &rule.limit, 1))
-            .collect();
-        let rules = layer.rules.clone();
-        if let Some(refused) = outcomes.iter().find(|o| !o.allowed) {
-            let mut response = Rejection::new(Reason::RateLimited { retry_after: refused.retry_after }).into_response();
-            add_headers(&mut response, &rules, &outcomes);
-            return Box::pin(std::future::ready(Ok(response)));
+        let (indexes, checks) = self.layer.checks(&request);
+        if checks.is_empty() {
+            return Box::pin(self.inner.call(request));
         }
-        Box::pin(self.inner.call(request).map(move |outcome| {
-            let mut response = outcome?;
-            add_headers(&mut response, &rules, &outcomes);
-            Ok(response)
-        }))
+        // Failure-only limits are looked at now and counted with the answer.
+        let on_failure: Vec<Check> =
+            checks.iter().filter(|c| !c.commit).map(|c| Check { commit: true, ..c.clone() }).collect();
+        match self.layer.store.decide(checks, self.layer.on_error) {
+            Decision::Ready(outcomes) => match self.layer.admit(&indexes, on_failure, outcomes) {
+                Err(refusal) => Box::pin(std::future::ready(Ok(refusal))),
+                Ok(admitted) => Box::pin(self.inner.call(request).then(|result| admitted.finish(result))),
+            },
+            Decision::Pending(decided) => {
+                // The inner service is called later: take the one that is ready.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let layer = self.layer.clone();
+                Box::pin(decided.then(move |outcomes| match layer.admit(&indexes, on_failure, outcomes) {
+                    Err(refusal) => Either::Left(std::future::ready(Ok(refusal))),
+                    Ok(admitted) => Either::Right(inner.call(request).then(|result| admitted.finish(result))),
+                }))
+            }
+        }
     }
 }

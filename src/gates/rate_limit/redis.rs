@@ -1,0 +1,207 @@
+//! The Redis rate store: every instance sharing one Redis enforces one limit.
+//!
+//! One round trip per request: a Lua script ([`GCRA_SCRIPT`]) decides all
+//! the limits of the request atomically, with Redis's own clock (`TIME`), so
+//! instances with skewed clocks still agree. Keys are prefixed and expire
+//! when their limit is fully available again, so Redis holds only active
+//! callers.
+//!
+//! Every call is bounded by a short timeout (50 ms by default) and guarded
+//! by a [`Breaker`]: a dead or slow Redis never stalls a request. While
+//! Redis cannot answer, each route's [`OnStoreError`] decides: this
+//! instance's memory counters, admit, or refuse with 503. The connection is
+//! re-established in the background and Redis is used again as soon as a
+//! probe succeeds. Going down and coming back are security events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, IntoConnectionInfo as _, Script};
+
+use super::breaker::Breaker;
+use super::gcra::Outcome;
+use super::memory::MemoryStore;
+use super::store::{Check, Decision, OnStoreError, Outcomes, StoreHealth, StoreUnavailable, decide_locally};
+use crate::audit::{self, SecurityEvent};
+use crate::config::secrets::Secret;
+
+/// GCRA over several keys in one atomic step. `KEYS[i]` is a counter;
+/// `ARGV[4i-3..4i]` its interval (µs), burst, cost and commit flag. Returns
+/// four numbers per key: admitted (1/0), remaining, reset (µs) and
+/// retry-after (µs). The same arithmetic as [`super::gcra::decide`].
+pub const GCRA_SCRIPT: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local result = {}
+for i, key in ipairs(KEYS) do
+  local base = (i - 1) * 4
+  local interval = tonumber(ARGV[base + 1])
+  local burst = tonumber(ARGV[base + 2])
+  local cost = tonumber(ARGV[base + 3])
+  local commit = ARGV[base + 4] == '1'
+  local tolerance = burst * interval
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  if new_tat - now <= tolerance then
+    if commit then
+      redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+    end
+    result[#result + 1] = 1
+    result[#result + 1] = math.floor((tolerance - (new_tat - now)) / interval)
+    result[#result + 1] = new_tat - now
+    result[#result + 1] = 0
+  else
+    result[#result + 1] = 0
+    result[#result + 1] = math.floor(math.max(0, tolerance - (tat - now)) / interval)
+    result[#result + 1] = tat - now
+    result[#result + 1] = new_tat - now - tolerance
+  end
+end
+return result
+";
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` or `rediss://…` (TLS), without a password.
+    pub url: String,
+    /// The password (`PORTCULLIS_REDIS_PASSWORD`), if any.
+    pub password: Option<Secret>,
+    /// Prefix of every key (default `portcullis:rl:`).
+    pub key_prefix: String,
+    /// Longest wait for one decision.
+    pub timeout: Duration,
+}
+
+impl RedisSettings {
+    /// The client for these settings (no connection yet).
+    pub fn client(&self) -> Result<Client, String> {
+        let info = self.url.as_str().into_connection_info().map_err(|e| format!("bad Redis URL: {e}"))?;
+        let info = match &self.password {
+            Some(password) => {
+                let settings = info.redis_settings().clone().set_password(password.expose());
+                info.set_redis_settings(settings)
+            }
+            None => info,
+        };
+        Client::open(info).map_err(|e| format!("bad Redis URL: {e}"))
+    }
+}
+
+/// Consecutive failures that open the breaker.
+const BREAKER_THRESHOLD: u32 = 3;
+/// How long the breaker stays open before a probe.
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
+
+/// A Redis connection of one serving thread, its breaker and fallback.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    script: Script,
+    key_prefix: String,
+    timeout: Duration,
+    breaker: Breaker,
+    fallback: Arc<MemoryStore>,
+    health: Arc<StoreHealth>,
+}
+
+impl RedisStore {
+    /// A store on `client`; connects lazily, in the current Tokio runtime.
+    pub fn new(
+        client: Client,
+        settings: &RedisSettings,
+        fallback: Arc<MemoryStore>,
+        health: Arc<StoreHealth>,
+    ) -> Result<Self, String> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(200))))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(200));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("cannot use Redis: {e}"))?;
+        Ok(Self {
+            connection,
+            script: Script::new(GCRA_SCRIPT),
+            key_prefix: settings.key_prefix.clone(),
+            timeout: settings.timeout,
+            breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOL_DOWN),
+            fallback,
+            health,
+        })
+    }
+
+    /// Decides `checks`, by Redis or else by `on_error`.
+    pub fn decide(self: &Arc<Self>, checks: Vec<Check>, on_error: OnStoreError) -> Decision {
+        if !self.breaker.try_acquire() {
+            return Decision::Ready(self.fall_back(&checks, on_error));
+        }
+        let store = self.clone();
+        Decision::Pending(Box::pin(async move {
+            match tokio::time::timeout(store.timeout, store.ask(&checks)).await {
+                Ok(Ok(outcomes)) => {
+                    store.breaker.success();
+                    store.health.decided();
+                    if store.health.mark_up() {
+                        tracing::info!("the Redis rate-limit store answers again; limits are shared again");
+                        audit::emit_system(&SecurityEvent::RateLimitStoreRecovered);
+                    }
+                    Ok(outcomes)
+                }
+                Ok(Err(error)) => store.failed(&error.to_string(), &checks, on_error),
+                Err(_) => store.failed("timed out", &checks, on_error),
+            }
+        }))
+    }
+
+    async fn ask(&self, checks: &[Check]) -> redis::RedisResult<Vec<Outcome>> {
+        let mut invocation = self.script.prepare_invoke();
+        for check in checks {
+            invocation
+                .key(format!("{}{}", self.key_prefix, check.key))
+                .arg(u64::try_from(check.limit.interval.as_micros()).unwrap_or(u64::MAX).max(1))
+                .arg(check.limit.burst.max(1))
+                .arg(check.cost)
+                .arg(if check.commit { "1" } else { "0" });
+        }
+        let mut connection = self.connection.clone();
+        let numbers: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        if numbers.len() != checks.len() * 4 {
+            return Err(redis::RedisError::from((redis::ErrorKind::Parse, "unexpected rate-limit script reply")));
+        }
+        Ok(numbers.chunks_exact(4).map(outcome).collect())
+    }
+
+    fn failed(&self, error: &str, checks: &[Check], on_error: OnStoreError) -> Outcomes {
+        self.breaker.failure();
+        self.health.failed();
+        if self.breaker.is_open() && self.health.mark_down() {
+            tracing::error!(%error, "the Redis rate-limit store does not answer; using the failure policy");
+            audit::emit_system(&SecurityEvent::RateLimitStoreUnavailable { error: error.to_owned() });
+        }
+        self.fall_back(checks, on_error)
+    }
+
+    fn fall_back(&self, checks: &[Check], on_error: OnStoreError) -> Outcomes {
+        self.health.fell_back();
+        match on_error {
+            OnStoreError::Local => Ok(decide_locally(&self.fallback, checks)),
+            OnStoreError::Allow => Ok(Vec::new()),
+            OnStoreError::Deny => Err(StoreUnavailable),
+        }
+    }
+}
+
+/// One key's four numbers from the script as an [`Outcome`].
+fn outcome(numbers: &[i64]) -> Outcome {
+    let seconds_up = |micros: i64| u64::try_from(micros.max(0)).unwrap_or(0).div_ceil(1_000_000);
+    let allowed = numbers[0] == 1;
+    Outcome {
+        allowed,
+        remaining: u32::try_from(numbers[1].max(0)).unwrap_or(u32::MAX),
+        reset_after: seconds_up(numbers[2]),
+        retry_after: if allowed { 0 } else { seconds_up(numbers[3]).max(1) },
+    }
+}
