@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Load benchmark: a proxied GET through Portcullis (plain HTTP behind a
 # trusted proxy, over TLS 1.3, and with a bearer token checked against a
-# role) beside the same GET straight to the upstream and through nginx as a
-# plain reverse proxy, all in one run.
+# role, and with a rate limit counted in memory or in Redis) beside the same
+# GET straight to the upstream and through nginx as a plain reverse proxy,
+# all in one run.
 #
 #   bench/run.sh                         # 3 interleaved rounds of 10 s, 32 connections
 #   ROUNDS=1 DURATION=3s bench/run.sh    # quick smoke run
 #
-# Installs wrk and nginx (Debian packages) when missing, builds the release
+# Installs wrk, nginx and redis-server (Debian packages) when missing, builds the release
 # binary, starts everything on free 127.0.0.1 ports, stops it all at the end.
 # Writes bench/results/table-<time>.md and the raw TSV next to it.
 set -euo pipefail
@@ -19,9 +20,9 @@ RUN=$ROOT/bench/.run; OUT=$ROOT/bench/results
 mkdir -p "$RUN" "$OUT"
 RAW=$OUT/raw-$TS.tsv; TABLE=$OUT/table-$TS.md
 
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v redis-server >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light redis-server >/dev/null
 fi
 cargo build --release --quiet
 BIN=$ROOT/target/release/portcullis
@@ -29,7 +30,7 @@ BIN=$ROOT/target/release/portcullis
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; return 1; }
 
-UP=$(free_port); NGP=$(free_port); PH=$(free_port); PS=$(free_port)
+UP=$(free_port); NGP=$(free_port); PH=$(free_port); PS=$(free_port); RP=$(free_port); RH=$(free_port); RS=$(free_port)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -86,26 +87,42 @@ path = "/orders/{id}"
 methods = ["GET"]
 upstream = "http://127.0.0.1:$UP"
 roles = ["user"]
+
+# A generous per-address limit (never refuses here): the cost of counting.
+[[route]]
+path = "/limited/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
+rate_limit = [{ rate = "1000000/second", key = "ip" }]
 TOML
+# The same gateway with its counters in Redis.
+mkdir -p "$RUN/redis"
+sed -e "s/127.0.0.1:$PS/127.0.0.1:$RS/; s/127.0.0.1:$PH/127.0.0.1:$RH/; s#$RUN/data#$RUN/data-redis#" "$RUN/portcullis.toml" >"$RUN/portcullis-redis.toml"
+printf '\n[rate_limit]\nstore = "redis://127.0.0.1:%s/0"\n' "$RP" >>"$RUN/portcullis-redis.toml"
 rm -rf "$RUN/data"
 echo "bench-password-not-common-7f3e" | "$BIN" users add bench --role user --password-stdin --config "$RUN/portcullis.toml" >/dev/null
 
 nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & PIDS+=($!)
 nginx -p "$RUN/ngp/" -e stderr -c "$RUN/ngp/nginx.conf" -g 'daemon off;' >"$RUN/ngp.log" 2>&1 & PIDS+=($!)
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$RUN/redis" >"$RUN/redis.log" 2>&1 & PIDS+=($!)
 "$BIN" serve --config "$RUN/portcullis.toml" >"$RUN/portcullis.log" 2>&1 & PGW=$!; PIDS+=($PGW)
-for p in $UP $NGP $PH $PS; do wait_port "$p"; done
+"$BIN" serve --config "$RUN/portcullis-redis.toml" >"$RUN/portcullis-redis.log" 2>&1 & PIDS+=($!)
+for p in $UP $NGP $PH $PS $RP $RH $RS; do wait_port "$p"; done
 
 TOKEN=$(curl -sk "https://127.0.0.1:$PS/auth/login" -H 'content-type: application/json' \
   -d '{"username":"bench","password":"bench-password-not-common-7f3e"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-STACKS=(direct nginx-proxy portcullis portcullis-tls portcullis-jwt)
+STACKS=(direct nginx-proxy portcullis portcullis-tls portcullis-jwt portcullis-rl-memory portcullis-rl-redis)
 declare -A URL=(
   [direct]="http://127.0.0.1:$UP"
   [nginx-proxy]="http://127.0.0.1:$NGP"
   [portcullis]="http://127.0.0.1:$PH"
   [portcullis-tls]="https://127.0.0.1:$PS"
   [portcullis-jwt]="http://127.0.0.1:$PH"
+  [portcullis-rl-memory]="http://127.0.0.1:$PH"
+  [portcullis-rl-redis]="http://127.0.0.1:$RH"
 )
-declare -A PATHS=([portcullis-jwt]=/orders/1)
+declare -A PATHS=([portcullis-jwt]=/orders/1 [portcullis-rl-memory]=/limited/1 [portcullis-rl-redis]=/limited/1)
 declare -A TOKENS=([portcullis-jwt]=$TOKEN)
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$PGW/status"; }
 
@@ -123,7 +140,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for s in "${STACKS[@]}"; do
     line=$(WRK_METHOD=GET WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
     vals=$(echo "$line" | sed 's/[a-z0-9_]*=//g; s/^RESULT //')
-    rss=-; case $s in portcullis*) rss=$(rss_kib) ;; esac
+    rss=-; case $s in portcullis-rl-redis) ;; portcullis*) rss=$(rss_kib) ;; esac
     printf '%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" >>"$RAW"
     echo "  round $r $s: ${line#RESULT } rss_kib=$rss"
     sleep 1
@@ -145,7 +162,7 @@ for s in stacks:
     med[s]["errors"] = sum(int(r["status_ge400"]) + int(r["sock_err"]) for r in rs)
     rss = [int(r["rss_kib"]) for r in rs if r["rss_kib"] not in ("-", "")]
     med[s]["rss"] = f"{max(rss)/1024:.1f} MiB" if rss else "-"
-print(f"GET /items/1 (portcullis-jwt: GET /orders/1 with an EdDSA bearer token and a role rule), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
+print(f"GET /items/1 (portcullis-jwt: GET /orders/1 with an EdDSA bearer token and a role rule; portcullis-rl-*: GET /limited/1 with a per-address limit counted in memory or in Redis; RSS is the first gateway's), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
 print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | req/s per round | errors | peak RSS under load |")
 print("|---|---|---|---|---|---|---|---|---|")
 for s in stacks:

@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the functions every request or login runs:
 //! access-token verification per algorithm, path normalization, route
-//! matching, and one Argon2id password hash at the OWASP parameters.
+//! matching, a rate-limit decision in memory, and one Argon2id password hash
+//! at the OWASP parameters.
 //!
 //!     cargo bench --bench hot_paths
 //!
@@ -14,6 +15,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::config::Config;
 use portcullis::config::secrets::{Environment, Secret};
 use portcullis::gates::path::normalize;
+use portcullis::gates::rate_limit::gcra::Limit;
+use portcullis::gates::rate_limit::memory::MemoryStore;
 use portcullis::gates::route::RouteTable;
 use portcullis::identity::keys::{Keys, SigningAlgorithm};
 use portcullis::identity::password::PasswordHasher;
@@ -71,6 +74,19 @@ fn path_and_route(c: &mut Criterion) {
     });
 }
 
+fn rate_limit_decision(c: &mut Criterion) {
+    let store = MemoryStore::new(100_000);
+    let limit = Limit { interval: Duration::from_micros(1), burst: 1_000_000 };
+    c.bench_function("rate_limit/memory_one_key", |b| {
+        b.iter(|| store.decide(black_box("/items/{id}#0|203.0.113.7"), &limit, 1, true))
+    });
+    let keys: Vec<String> = (0..50_000).map(|i| format!("/items/{{id}}#0|10.0.{}.{}", i / 256, i % 256)).collect();
+    let mut next = keys.iter().cycle();
+    c.bench_function("rate_limit/memory_50k_keys", |b| {
+        b.iter(|| store.decide(black_box(next.next().unwrap()), &limit, 1, true))
+    });
+}
+
 fn password_hash(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let hasher = PasswordHasher::new(1).unwrap();
@@ -81,5 +97,5 @@ fn password_hash(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, token_verification, path_and_route, password_hash);
+criterion_group!(benches, token_verification, path_and_route, rate_limit_decision, password_hash);
 criterion_main!(benches);
