@@ -71,6 +71,17 @@ pub enum SecurityEvent {
     TokenRevoked,
     /// An account was created through `/auth/register`.
     UserRegistered,
+    /// Properties the response schema does not declare were removed from an
+    /// upstream answer (a possible leak stopped).
+    ResponseFieldsRemoved {
+        /// JSON pointers of the removed properties (at most 20).
+        pointers: Vec<String>,
+    },
+    /// An upstream answer broke the route's response schema.
+    ResponseInvalid {
+        /// The failed pointers and rules.
+        rules: String,
+    },
     /// The shared rate-limit store stopped answering; the failure policy applies.
     RateLimitStoreUnavailable {
         /// What went wrong (no credentials: the URL is not included).
@@ -102,6 +113,8 @@ impl SecurityEvent {
             Self::TokenRevoked => "token.revoked".to_owned(),
             Self::UserRegistered => "user.registered".to_owned(),
             Self::RateLimitStoreUnavailable { .. } => "ratelimit.store-unavailable".to_owned(),
+            Self::ResponseFieldsRemoved { .. } => "response.fields-removed".to_owned(),
+            Self::ResponseInvalid { .. } => "response.invalid".to_owned(),
             Self::RateLimitStoreRecovered => "ratelimit.store-recovered".to_owned(),
             Self::EventsSuppressed { .. } => "audit.events-suppressed".to_owned(),
         }
@@ -115,7 +128,8 @@ impl SecurityEvent {
             }
             Self::UserRegistered | Self::RateLimitStoreRecovered => EventSeverity::Low,
             Self::EventsSuppressed { .. } => EventSeverity::Medium,
-            Self::RateLimitStoreUnavailable { .. } => EventSeverity::High,
+            Self::RateLimitStoreUnavailable { .. } | Self::ResponseFieldsRemoved { .. } => EventSeverity::High,
+            Self::ResponseInvalid { .. } => EventSeverity::Medium,
             Self::LoginFailed { .. } | Self::ClientAuthenticationFailed => EventSeverity::Medium,
             Self::RefreshTokenReused { .. } | Self::AccountLocked => EventSeverity::High,
             Self::Refused(reason) => match reason {
@@ -136,7 +150,14 @@ impl SecurityEvent {
         match self {
             Self::Refused(Reason::Unauthenticated { check, .. }) => check.clone(),
             Self::Refused(Reason::Forbidden { rule }) => rule.clone(),
+            Self::Refused(Reason::InvalidParameters { errors } | Reason::InvalidBody { errors }) => errors
+                .iter()
+                .map(|e| format!("{} {}", if e.pointer.is_empty() { "/" } else { &e.pointer }, e.rule))
+                .collect::<Vec<_>>()
+                .join(", "),
             Self::Refused(reason) => reason.detail(),
+            Self::ResponseFieldsRemoved { pointers } => format!("removed undeclared fields: {}", pointers.join(", ")),
+            Self::ResponseInvalid { rules } => format!("the upstream's answer breaks its schema: {rules}"),
             Self::PathNormalized => "the path was rewritten to its canonical form".to_owned(),
             Self::LoginFailed { reason } => reason.clone(),
             Self::AccountLocked => "too many failed logins".to_owned(),

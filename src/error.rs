@@ -19,6 +19,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::body::{Body, empty};
+use crate::gates::validate::schema::FieldError;
 
 /// Why a request was refused. Each variant has a stable problem type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,25 @@ pub enum Reason {
         /// What was wrong, for the client.
         detail: String,
     },
+    /// The JSON body is malformed or breaks a hygiene limit (depth, sizes,
+    /// duplicate keys).
+    MalformedJson {
+        /// What is wrong and where (line, column); never the body's content.
+        detail: String,
+    },
+    /// Path, query or header parameters break the route's schema.
+    InvalidParameters {
+        /// The failed rules (at most ten).
+        errors: Vec<FieldError>,
+    },
+    /// The body breaks the route's schema.
+    InvalidBody {
+        /// The failed rules (at most ten).
+        errors: Vec<FieldError>,
+    },
+    /// The upstream's answer broke the route's response schema and the route
+    /// refuses such answers.
+    InvalidUpstreamResponse,
     /// The body's `Content-Type` is not the one expected.
     UnsupportedMediaType {
         /// The expected type.
@@ -135,7 +155,11 @@ impl Reason {
             Self::InvalidCredentials | Self::InvalidRefreshToken | Self::FreshLoginRequired { .. } => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::MalformedJson { .. } | Self::InvalidParameters { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::InvalidBody { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidUpstreamResponse => StatusCode::BAD_GATEWAY,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -166,6 +190,10 @@ impl Reason {
             Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::FreshLoginRequired { .. } => "fresh-login-required",
             Self::BadRequest { .. } => "bad-request",
+            Self::MalformedJson { .. } => "malformed-json",
+            Self::InvalidParameters { .. } => "invalid-parameters",
+            Self::InvalidBody { .. } => "invalid-body",
+            Self::InvalidUpstreamResponse => "invalid-upstream-response",
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::Conflict { .. } => "conflict",
             Self::Unprocessable { .. } => "unprocessable",
@@ -196,6 +224,10 @@ impl Reason {
             Self::InvalidRefreshToken => "Invalid refresh token",
             Self::FreshLoginRequired { .. } => "Fresh login required",
             Self::BadRequest { .. } => "Bad request",
+            Self::MalformedJson { .. } => "Malformed JSON body",
+            Self::InvalidParameters { .. } => "Invalid parameters",
+            Self::InvalidBody { .. } => "Invalid body",
+            Self::InvalidUpstreamResponse => "Invalid upstream response",
             Self::UnsupportedMediaType { .. } => "Unsupported media type",
             Self::Conflict { .. } => "Conflict",
             Self::Unprocessable { .. } => "Request refused by a rule",
@@ -230,6 +262,16 @@ impl Reason {
                 format!("This route needs a password typed within the last {max_age} seconds; log in again.")
             }
             Self::BadRequest { detail } | Self::Conflict { detail } | Self::Unprocessable { detail } => detail.clone(),
+            Self::MalformedJson { detail } => format!("The JSON body is not acceptable: {detail}."),
+            Self::InvalidParameters { errors } => {
+                format!("{} parameter rule(s) failed; see `errors`.", errors.len())
+            }
+            Self::InvalidBody { errors } => {
+                format!("The body breaks {} rule(s) of its schema; see `errors`.", errors.len())
+            }
+            Self::InvalidUpstreamResponse => {
+                "The service behind this route gave an answer that breaks its schema.".into()
+            }
             Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
             Self::RateLimited { retry_after } => format!("Too many requests; retry in {retry_after} seconds."),
             Self::RateLimitUnavailable => {
@@ -261,6 +303,8 @@ struct ProblemBody<'a> {
     status: u16,
     detail: String,
     request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
 }
 
 impl Rejection {
@@ -317,6 +361,10 @@ impl Rejection {
             status: self.reason.status().as_u16(),
             detail: self.reason.detail(),
             request_id,
+            errors: match &self.reason {
+                Reason::InvalidParameters { errors } | Reason::InvalidBody { errors } => Some(errors),
+                _ => None,
+            },
         };
         serde_json::to_string(&body).unwrap_or_else(|_| String::from("{}"))
     }
@@ -349,6 +397,10 @@ mod tests {
             Reason::Unprocessable { detail: "x".into() },
             Reason::RateLimited { retry_after: 1 },
             Reason::RateLimitUnavailable,
+            Reason::MalformedJson { detail: "x".into() },
+            Reason::InvalidParameters { errors: vec![] },
+            Reason::InvalidBody { errors: vec![] },
+            Reason::InvalidUpstreamResponse,
             Reason::BadGateway,
             Reason::GatewayTimeout,
             Reason::Overloaded,

@@ -25,7 +25,10 @@
 //! 5. [`BodyLimitLayer`]: the route's body limit, after authentication and
 //!    authorization, so a caller who may not call cannot make the gateway
 //!    read a body at all.
-//! 6. [`Proxy`]: the upstream, with the caller's identity forwarded.
+//! 6. [`ValidateLayer`] (when the route has `validate`): path, query and
+//!    header schemas (400), the body's media type (415), JSON hygiene (400)
+//!    and schema (422); and the response filter on the way back.
+//! 7. [`Proxy`]: the upstream, with the caller's identity forwarded.
 //!
 //! Built-in endpoints ([`crate::api`]) sit behind the shared gates with a
 //! 64 KiB body limit; they authenticate callers themselves where needed.
@@ -50,6 +53,7 @@ use crate::gates::rate_limit::RateLimitLayer;
 use crate::gates::rate_limit::store::{RateStore, StoreHealth};
 use crate::gates::route::{RouteDispatch, RouteEntry, RouteService, RouteTable};
 use crate::gates::shed::{InFlight, LoadShedLayer};
+use crate::gates::validate::ValidateLayer;
 use crate::identity::Identity;
 use crate::proxy::{Proxy, ProxyTarget, UpstreamClient};
 use crate::server::redirect::{RedirectToHttps, RefuseUntrustedPeer};
@@ -152,6 +156,7 @@ fn route_entry(
             .option_layer(rate_limit)
             .layer(AuthzLayer::new(route.policy.clone()))
             .layer(BodyLimitLayer { max_body: route.max_body, body_timeout: config.limits.body_timeout })
+            .option_layer(route.validation.clone().map(ValidateLayer))
             .service(proxy),
     );
     RouteEntry { service, headers: RouteHeaderPolicy(route.headers.clone()) }

@@ -24,3 +24,5 @@ mod policy;
 mod rate_limits;
 // Limits shared through Redis, failure policies, costs, exemptions, load shedding.
 mod shared_limits;
+// Schemas for path, query, headers and body; body hygiene; OpenAPI import; response filtering.
+mod validation;

@@ -33,6 +33,69 @@ pub struct FileConfig {
     /// `[[route]]`: the routes to upstreams.
     #[serde(rename = "route")]
     pub routes: Vec<Spanned<RouteSection>>,
+    /// `[[openapi]]`: routes derived from OpenAPI specifications.
+    pub openapi: Vec<Spanned<OpenApiSection>>,
+}
+
+/// `[[openapi]]`: one route per operation of an OpenAPI 3.0 or 3.1 spec,
+/// with the operation's parameters, body and response schemas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiSection {
+    /// The spec file (`.yaml`, `.yml` or `.json`); local `$ref`s only.
+    pub spec: Spanned<String>,
+    /// Upstream base URL of every operation.
+    pub upstream: Spanned<String>,
+    /// Prepended to every path of the spec (`/api`).
+    pub prefix: Option<Spanned<String>>,
+    /// Auth mode of operations that set none (default `required`).
+    pub auth: Option<Spanned<String>>,
+    /// Only the spec's operations are served (default true); false adds a
+    /// catch-all route under `prefix` without validation.
+    pub strict: Option<bool>,
+    /// `off` (default), `remove` or `refuse`: response filtering by the
+    /// operations' 2xx JSON response schemas.
+    pub response_filter: Option<Spanned<String>>,
+    /// Allow object properties the schemas do not declare (default false).
+    pub allow_unknown_properties: Option<bool>,
+    /// Rate limits of operations that set none (default: `[rate_limit] default`).
+    pub rate_limit: Option<Vec<Spanned<RateRuleSection>>>,
+    /// Policy per operation, by `operationId` (overrides `x-portcullis`).
+    #[serde(default)]
+    pub operations: std::collections::BTreeMap<String, OperationPolicy>,
+}
+
+/// The policy of one operation: in `[openapi.operations.<operationId>]` or
+/// in the spec as the operation's `x-portcullis` object.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperationPolicy {
+    /// `none`, `optional` or `required`.
+    pub auth: Option<String>,
+    /// The caller needs one of these roles.
+    pub roles: Option<Vec<String>>,
+    /// The caller needs all of these scopes.
+    pub scopes: Option<Vec<String>>,
+    /// A CEL ownership rule.
+    pub allow_if: Option<String>,
+    /// Rate limits (`rate`, `burst`, `key`, `cost`, `count`).
+    pub rate_limit: Option<Vec<OperationRateRule>>,
+}
+
+/// A rate limit written in a spec (no positions there).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationRateRule {
+    /// `N/unit`.
+    pub rate: String,
+    /// Requests at once.
+    pub burst: Option<i64>,
+    /// Key parts.
+    pub key: Option<String>,
+    /// Cost per request.
+    pub cost: Option<i64>,
+    /// `all` or `failures`.
+    pub count: Option<String>,
 }
 
 /// `[server]`.
@@ -314,4 +377,69 @@ pub struct RouteSection {
     pub headers: Option<HeadersSection>,
     /// CORS settings for this route (replaces the global `[cors]`).
     pub cors: Option<Spanned<CorsSection>>,
+    /// Input validation and response filtering for this route.
+    pub validate: Option<Spanned<ValidateSection>>,
+}
+
+impl RouteSection {
+    /// A route at `path` with every other key unset, for routes derived
+    /// from an OpenAPI spec.
+    pub fn derived(path: Spanned<String>) -> Self {
+        Self {
+            path,
+            methods: None,
+            upstream: None,
+            auth: None,
+            max_body: None,
+            upstream_timeout: None,
+            fresh_within: None,
+            roles: None,
+            scopes: None,
+            allow_if: None,
+            forward_identity: None,
+            forward_token: None,
+            rate_limit: None,
+            rate_limit_on_store_error: None,
+            preserve_host: false,
+            strip_prefix: None,
+            headers: None,
+            cors: None,
+            validate: None,
+        }
+    }
+}
+
+/// `validate = { ... }` of a route. Each schema is an inline table (TOML
+/// written as JSON Schema) or the path of a `.json`, `.yaml` or `.yml` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateSection {
+    /// Schema of the JSON body.
+    pub body: Option<Spanned<toml::Value>>,
+    /// Schema of the query parameters (an object schema).
+    pub query: Option<Spanned<toml::Value>>,
+    /// Schema of the path parameters (an object schema).
+    pub path: Option<Spanned<toml::Value>>,
+    /// Schema of selected request headers (an object schema, lower-case names).
+    pub headers: Option<Spanned<toml::Value>>,
+    /// Schema of 2xx JSON answers: undeclared properties are removed.
+    pub response: Option<Spanned<toml::Value>>,
+    /// `remove` (default) or `refuse` (502) answers with undeclared properties.
+    pub response_mode: Option<Spanned<String>>,
+    /// `2020-12` (default), `draft7` or `openapi-3.0`.
+    pub dialect: Option<Spanned<String>>,
+    /// Allow object properties a schema does not declare (default false).
+    pub allow_unknown_properties: Option<bool>,
+    /// POST, PUT and PATCH need a body when `body` is set (default true).
+    pub body_required: Option<bool>,
+    /// Accepted body media types (default `["application/json"]`).
+    pub content_types: Option<Spanned<Vec<String>>>,
+    /// Deepest nesting of a JSON body (default 32, at most 128).
+    pub max_depth: Option<Spanned<i64>>,
+    /// Longest string in a JSON body, in characters (default 65536).
+    pub max_string_length: Option<Spanned<i64>>,
+    /// Most items in one array of a JSON body (default 10000).
+    pub max_array_length: Option<Spanned<i64>>,
+    /// Most keys in one object of a JSON body (default 1000).
+    pub max_object_keys: Option<Spanned<i64>>,
 }

@@ -121,6 +121,26 @@ fn lint_cors(v: &mut Validator<'_>, cors: &Spanned<super::file::CorsSection>, pl
 }
 
 /// Warnings about one route.
+/// Routes that take bodies no schema checks.
+pub(super) fn lint_unchecked_bodies(v: &mut Validator<'_>, routes: &[RouteConfig]) {
+    for route in routes {
+        let with_body: Vec<&str> = route
+            .methods
+            .iter()
+            .filter(|m| matches!(**m, Method::POST | Method::PUT | Method::PATCH))
+            .map(Method::as_str)
+            .collect();
+        if !with_body.is_empty() && route.validation.as_ref().is_none_or(|p| p.body.is_none()) {
+            v.warn_nowhere(format!(
+                "route `{}` ({}) accepts {} bodies that no schema checks: they reach the upstream as sent (see validate.body)",
+                route.pattern,
+                route.location,
+                with_body.join(", ")
+            ));
+        }
+    }
+}
+
 pub(super) fn lint_route(v: &mut Validator<'_>, raw: &Spanned<RouteSection>, route: &RouteConfig) {
     let r = raw.get_ref();
     let unsafe_methods: Vec<&str> = route

@@ -51,6 +51,7 @@ use crate::gates::cors::CorsPolicy;
 use crate::gates::headers::HeaderPolicy;
 use crate::gates::rate_limit::RateRule;
 use crate::gates::rate_limit::store::OnStoreError;
+use crate::gates::validate::ValidationPolicy;
 use crate::identity::keys::SigningAlgorithm;
 use crate::identity::password::PasswordPolicy;
 
@@ -320,6 +321,8 @@ pub struct RouteConfig {
     pub cors: Option<Arc<CorsPolicy>>,
     /// `file:line:column` of the route, for messages.
     pub location: String,
+    /// Input validation and response filtering, if configured.
+    pub validation: Option<Arc<ValidationPolicy>>,
 }
 
 impl RouteConfig {

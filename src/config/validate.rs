@@ -23,7 +23,9 @@ use crate::gates::rate_limit::{CountMode, KeyPart, RateRule};
 use crate::gates::route::RouteTable;
 
 mod identity;
+mod openapi;
 mod route;
+mod validation;
 
 /// Validates `[rate_limit]` (not its `default` list).
 fn validate_rate_limit(v: &mut Validator<'_>, raw: &FileConfig) -> RateLimitConfig {
@@ -235,17 +237,21 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     let login = identity::validate_login(&mut v, &raw, rate_limit.on_store_error);
     let default_limits = rate_rules(&mut v, raw.rate_limit.default.as_deref().unwrap_or(&[]));
     let mut routes = Vec::new();
+    let defaults = route::RouteDefaults {
+        limits: &limits,
+        cors: cors.as_ref(),
+        rate_limit: &rate_limit,
+        rate_rules: &default_limits,
+    };
     for route in &raw.routes {
-        let defaults = route::RouteDefaults {
-            limits: &limits,
-            cors: cors.as_ref(),
-            rate_limit: &rate_limit,
-            rate_rules: &default_limits,
-        };
         if let Some(route) = route::validate_route(&mut v, route, &raw, &defaults) {
             routes.push(route);
         }
     }
+    for section in &raw.openapi {
+        routes.extend(openapi::import(&mut v, section, &raw, &defaults));
+    }
+    lint::lint_unchecked_bodies(&mut v, &routes);
     if let Err((pattern, message)) = RouteTable::check(&routes) {
         match raw.routes.iter().rev().find(|r| *r.get_ref().path.get_ref() == pattern) {
             Some(route) => v.error(&route.get_ref().path, message),

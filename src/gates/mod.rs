@@ -11,3 +11,4 @@ pub mod path;
 pub mod rate_limit;
 pub mod route;
 pub mod shed;
+pub mod validate;

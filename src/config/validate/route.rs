@@ -141,12 +141,13 @@ pub(super) fn validate_route(
         );
         ok = false;
     }
+    let max_body = v.size(r.max_body.as_ref(), "max_body", limits.max_body);
     let route = RouteConfig {
         pattern,
         methods,
         upstream: upstream?,
         auth,
-        max_body: v.size(r.max_body.as_ref(), "max_body", limits.max_body),
+        max_body,
         upstream_timeout: v.duration(r.upstream_timeout.as_ref(), "upstream_timeout", limits.upstream_timeout),
         fresh_within: r
             .fresh_within
@@ -168,6 +169,7 @@ pub(super) fn validate_route(
         headers,
         cors,
         location: v.location(&r.path),
+        validation: r.validate.as_ref().and_then(|section| super::validation::validate_section(v, section, max_body)),
     };
     if route.fresh_within.is_some()
         && route.auth != AuthMode::Required
