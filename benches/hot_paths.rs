@@ -1,7 +1,7 @@
 //! Criterion benchmarks of the functions every request or login runs:
 //! access-token verification per algorithm, path normalization, route
-//! matching, a rate-limit decision in memory, and one Argon2id password hash
-//! at the OWASP parameters.
+//! matching, a rate-limit decision in memory, JSON body parsing and schema
+//! validation, and one Argon2id password hash at the OWASP parameters.
 //!
 //!     cargo bench --bench hot_paths
 //!
@@ -18,6 +18,8 @@ use portcullis::gates::path::normalize;
 use portcullis::gates::rate_limit::gcra::Limit;
 use portcullis::gates::rate_limit::memory::MemoryStore;
 use portcullis::gates::route::RouteTable;
+use portcullis::gates::validate::json::{self, BodyLimits};
+use portcullis::gates::validate::schema::{Dialect, Schema};
 use portcullis::identity::keys::{Keys, SigningAlgorithm};
 use portcullis::identity::password::PasswordHasher;
 use portcullis::identity::tokens::{AccessClaims, TokenRules, sign, verify};
@@ -87,6 +89,42 @@ fn rate_limit_decision(c: &mut Criterion) {
     });
 }
 
+fn validation(c: &mut Criterion) {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["name", "price", "lines"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 80},
+            "price": {"type": "number", "minimum": 0},
+            "note": {"type": ["string", "null"]},
+            "lines": {"type": "array", "maxItems": 50, "items": {
+                "type": "object",
+                "required": ["sku", "qty"],
+                "properties": {"sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"}, "qty": {"type": "integer", "minimum": 1}}
+            }}
+        }
+    });
+    let schema = Schema::compile(&schema, Dialect::Draft202012, true).unwrap();
+    let lines: Vec<serde_json::Value> =
+        (0..33).map(|i| serde_json::json!({"sku": format!("ABC-{i:04}"), "qty": i + 1})).collect();
+    let body = serde_json::json!({"name": "blue widget 001", "price": 12.5, "note": null, "lines": lines}).to_string();
+    assert!((900..1200).contains(&body.len()), "about 1 KiB: {}", body.len());
+    let limits = BodyLimits::default();
+    c.bench_function("validate/parse_1KiB", |b| b.iter(|| json::parse(black_box(body.as_bytes()), &limits).unwrap()));
+    let value = json::parse(body.as_bytes(), &limits).unwrap();
+    c.bench_function("validate/schema_1KiB", |b| b.iter(|| assert!(schema.is_valid(black_box(&value)))));
+    let small = br#"{"name":"blue widget 001","price":12.50}"#;
+    let item = Schema::compile(
+        &serde_json::json!({"type": "object", "required": ["name", "price"], "properties": {"name": {"type": "string"}, "price": {"type": "number"}}}),
+        Dialect::Draft202012,
+        true,
+    )
+    .unwrap();
+    c.bench_function("validate/parse_and_schema_40B", |b| {
+        b.iter(|| assert!(item.is_valid(&json::parse(black_box(small), &limits).unwrap())))
+    });
+}
+
 fn password_hash(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let hasher = PasswordHasher::new(1).unwrap();
@@ -97,5 +135,5 @@ fn password_hash(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, token_verification, path_and_route, rate_limit_decision, password_hash);
+criterion_group!(benches, token_verification, path_and_route, rate_limit_decision, validation, password_hash);
 criterion_main!(benches);

@@ -173,6 +173,14 @@ async fn openapi_import_derives_routes_schemas_and_policies() {
     let logs = server.logs();
     assert!(logs.contains("/body_len") && logs.contains("/headers"), "the event names the removed fields");
     problem(client.get(server.url("/api/items/0")).send().await.unwrap(), 400, "invalid-parameters").await;
+    let extra =
+        problem(client.get(server.url("/api/items/7?debug=1")).send().await.unwrap(), 400, "invalid-parameters").await;
+    assert_eq!(extra["errors"][0]["pointer"], "/query", "strict: an operation without query parameters takes none");
+    assert_eq!(
+        client.head(server.url("/api/items/7")).send().await.unwrap().status(),
+        200,
+        "HEAD answers pass the filter"
+    );
     problem(client.get(server.url("/api/items/abc")).send().await.unwrap(), 400, "invalid-parameters").await;
 
     // Default auth is required; `limit` comes from a $ref'd parameter.
@@ -217,4 +225,20 @@ async fn response_filter_can_refuse_leaky_answers() {
     let refused = server.client().get(server.url("/api/items/7")).send().await.unwrap();
     problem(refused, 502, "invalid-upstream-response").await;
     assert_eq!(upstream.requests().len(), 1, "the upstream answered; its answer was withheld");
+}
+
+#[test]
+fn openapi_mistakes_are_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "openapi: 3.1.0\npaths:\n  /a:\n    get:\n      operationId: getA\n      parameters:\n        - $ref: '#/components/parameters/Missing'\n      x-portcullis: { roles: admin }\n  /b:\n    post:\n      requestBody: { $ref: '#/components/requestBodies/Gone' }\n";
+    std::fs::write(dir.path().join("spec.yaml"), spec).unwrap();
+    let config = "[[openapi]]\nspec = \"spec.yaml\"\nupstream = \"http://127.0.0.1:9\"\n[openapi.operations.getB]\nroles = [\"admin\"]\n\
+                  [[openapi]]\nspec = \"p.toml\"\nupstream = \"http://127.0.0.1:9\"\n";
+    std::fs::write(dir.path().join("p.toml"), config).unwrap();
+    let (code, out) = run_cli(dir.path(), &["check", "--config", "p.toml"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("p.toml:2:8: error: GET /a: `x-portcullis`: invalid type"), "{out}");
+    assert!(out.contains("POST /b: `$ref` #/components/requestBodies/Gone points nowhere in the spec"), "{out}");
+    assert!(out.contains("`[openapi.operations.getB]`: the spec has no operation with this operationId"), "{out}");
+    assert!(out.contains("p.toml:7:8: error: `spec`: p.toml is not valid JSON"), "{out}");
 }

@@ -85,23 +85,39 @@ pub(super) fn import(
                 ..RouteSection::derived(at(&span, String::new()))
             };
             let Some(mut config) = validate_route(v, &at(&span, route), raw, defaults) else { continue };
-            let schemas = operation_schemas(item, operation, &document, &defs, refuse.is_some(), &span);
+            let strict = s.strict.unwrap_or(true);
+            let schemas = operation_schemas(item, operation, &document, &defs, refuse.is_some(), &span, strict);
+            for reference in &schemas.unresolved {
+                v.error(
+                    &s.spec,
+                    format!(
+                        "{name}: `$ref` {reference} points nowhere in the spec (only local references are followed)"
+                    ),
+                );
+            }
             let options = PolicyOptions {
                 dialect,
                 strict: !s.allow_unknown_properties.unwrap_or(false),
-                body_required: schemas.1,
-                content_types: vec!["application/json".to_owned()],
+                body_required: schemas.body_required,
+                content_types: schemas.content_types,
                 limits: BodyLimits::default(),
                 max_body: config.max_body,
                 refuse: refuse.unwrap_or(false),
             };
             let before = v.diagnostics.len();
-            config.validation = compile(v, schemas.0, &options);
+            config.validation = compile(v, schemas.raw, &options);
             for diagnostic in &mut v.diagnostics[before..] {
                 diagnostic.message = format!("{name}: {}", diagnostic.message);
             }
             routes.push(config);
         }
+    }
+    let ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| METHODS.iter().filter_map(move |m| item.get(*m)?.get("operationId")?.as_str()))
+        .collect();
+    for id in s.operations.keys().filter(|id| !ids.contains(&id.as_str())) {
+        v.error(&s.spec, format!("`[openapi.operations.{id}]`: the spec has no operation with this operationId"));
     }
     if !s.strict.unwrap_or(true) {
         let catch_all = RouteSection {
@@ -156,7 +172,17 @@ fn rate_rule(rule: crate::config::file::OperationRateRule, span: &Range<usize>) 
     }
 }
 
-/// The operation's schemas, and whether its body is required.
+/// What an operation asks of its requests and answers.
+struct OperationSchemas {
+    raw: RawSchemas,
+    body_required: bool,
+    /// The JSON media types of the request body (`application/json` when none).
+    content_types: Vec<String>,
+    /// `$ref`s that point nowhere in the spec.
+    unresolved: Vec<String>,
+}
+
+/// The operation's schemas.
 fn operation_schemas(
     item: &Value,
     operation: &Value,
@@ -164,12 +190,14 @@ fn operation_schemas(
     defs: &Value,
     filter: bool,
     span: &Range<usize>,
-) -> (RawSchemas, bool) {
+    strict: bool,
+) -> OperationSchemas {
+    let mut unresolved = Vec::new();
     let located = |schema: Option<Value>| schema.map(|schema| (schema, span.clone()));
     let mut parameters: Vec<&Value> = Vec::new();
     for list in [item.get("parameters"), operation.get("parameters")].into_iter().flatten() {
         for parameter in list.as_array().into_iter().flatten() {
-            let parameter = resolve(parameter, document);
+            let parameter = resolve_checked(parameter, document, &mut unresolved);
             let key = |p: &Value| (p.get("name").cloned(), p.get("in").cloned());
             // Operation parameters override path-item ones of the same name and place.
             parameters.retain(|existing| key(existing) != key(parameter));
@@ -179,7 +207,8 @@ fn operation_schemas(
     let object_for = |place: &str| {
         let chosen: Vec<&&Value> =
             parameters.iter().filter(|p| p.get("in").and_then(Value::as_str) == Some(place)).collect();
-        if chosen.is_empty() {
+        // Strict: an operation without query parameters takes none.
+        if chosen.is_empty() && !(strict && place == "query") {
             return None;
         }
         let mut properties = Map::new();
@@ -187,14 +216,19 @@ fn operation_schemas(
         for parameter in chosen {
             let Some(name) = parameter.get("name").and_then(Value::as_str) else { continue };
             let name = if place == "header" { name.to_ascii_lowercase() } else { name.to_owned() };
-            properties.insert(name.clone(), parameter.get("schema").cloned().unwrap_or_else(|| json!({})));
+            let mut schema = parameter.get("schema").cloned().unwrap_or_else(|| json!({}));
+            rewrite_refs(&mut schema);
+            properties.insert(name.clone(), schema);
             if place == "path" || parameter.get("required") == Some(&Value::Bool(true)) {
                 required.push(Value::String(name));
             }
         }
         Some(with_defs(json!({"type": "object", "properties": properties, "required": required}), defs))
     };
-    let body = operation.get("requestBody").map(|b| resolve(b, document));
+    let body = operation.get("requestBody").map(|b| resolve_checked(b, document, &mut unresolved));
+    let content = body.and_then(|b| b.get("content")).and_then(Value::as_object);
+    let content_types: Vec<String> =
+        content.into_iter().flat_map(|c| c.keys()).filter(|m| is_json(m)).map(|m| m.to_ascii_lowercase()).collect();
     let body_schema = body.and_then(|b| json_schema(b.get("content")?)).map(|schema| with_defs(schema, defs));
     let body_required = body.and_then(|b| b.get("required")).and_then(Value::as_bool).unwrap_or(false);
     let response = filter
@@ -202,7 +236,9 @@ fn operation_schemas(
             let responses = operation.get("responses")?.as_object()?;
             let mut codes: Vec<&String> = responses.keys().filter(|c| c.starts_with('2')).collect();
             codes.sort();
-            codes.into_iter().find_map(|code| json_schema(resolve(&responses[code], document).get("content")?))
+            codes.into_iter().find_map(|code| {
+                json_schema(resolve_checked(&responses[code], document, &mut unresolved).get("content")?)
+            })
         })
         .flatten()
         .map(|schema| with_defs(schema, defs));
@@ -213,13 +249,18 @@ fn operation_schemas(
         body: located(body_schema),
         response: located(response),
     };
-    (raw, body_required)
+    let content_types = if content_types.is_empty() { vec!["application/json".to_owned()] } else { content_types };
+    OperationSchemas { raw, body_required, content_types, unresolved }
+}
+
+fn is_json(media: &str) -> bool {
+    media.eq_ignore_ascii_case("application/json") || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
 /// The schema of the JSON media type of a `content` map.
 fn json_schema(content: &Value) -> Option<Value> {
     let content = content.as_object()?;
-    let (_, media) = content.iter().find(|(media, _)| *media == "application/json" || media.ends_with("+json"))?;
+    let (_, media) = content.iter().find(|(media, _)| is_json(media))?;
     let mut schema = media.get("schema")?.clone();
     rewrite_refs(&mut schema);
     Some(schema)
@@ -249,6 +290,15 @@ fn rewrite_refs(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
         _ => {}
     }
+}
+
+/// [`resolve`], noting a reference that points nowhere.
+fn resolve_checked<'a>(value: &'a Value, document: &'a Value, unresolved: &mut Vec<String>) -> &'a Value {
+    let target = resolve(value, document);
+    if let Some(reference) = target.get("$ref").and_then(Value::as_str) {
+        unresolved.push(reference.to_owned());
+    }
+    target
 }
 
 /// Follows a local `$ref` (parameters, request bodies, responses, path items).

@@ -7,9 +7,9 @@
 //! With `refuse`, an answer with undeclared properties or breaking its
 //! schema is replaced by `502 invalid-upstream-response` instead.
 //!
-//! Only successful (2xx) `application/json` answers up to `max_bytes` are
-//! filtered; a larger one is refused (it cannot be checked). Other answers
-//! pass unchanged.
+//! Only successful (2xx), non-empty `application/json` answers to methods
+//! other than `HEAD`, up to `max_bytes`, are filtered; a larger one is
+//! refused (it cannot be checked). Other answers pass unchanged.
 //!
 //! ```
 //! use portcullis::gates::validate::filter::remove_undeclared;
@@ -112,7 +112,9 @@ impl ResponseFilter {
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| {
                 t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
-        if !response.status().is_success() || !is_json {
+        let empty = response.status() == http::StatusCode::NO_CONTENT
+            || http_body::Body::size_hint(response.body()).exact() == Some(0);
+        if !response.status().is_success() || !is_json || empty || context.method == "HEAD" {
             return response;
         }
         let (mut parts, body) = response.into_parts();
