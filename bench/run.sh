@@ -95,6 +95,14 @@ methods = ["GET"]
 upstream = "http://127.0.0.1:$UP"
 auth = "none"
 rate_limit = [{ rate = "1000000/second", key = "ip" }]
+
+# POST with a 40-byte JSON body checked against its schema (the anchors' scenario b).
+[[route]]
+path = "/items"
+methods = ["POST"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
+validate.body = { type = "object", required = ["name", "price"], properties = { name = { type = "string", maxLength = 80 }, price = { type = "number", minimum = 0 } } }
 TOML
 # The same gateway with its counters in Redis.
 mkdir -p "$RUN/redis"
@@ -112,7 +120,7 @@ for p in $UP $NGP $PH $PS $RP $RH $RS; do wait_port "$p"; done
 
 TOKEN=$(curl -sk "https://127.0.0.1:$PS/auth/login" -H 'content-type: application/json' \
   -d '{"username":"bench","password":"bench-password-not-common-7f3e"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-STACKS=(direct nginx-proxy portcullis portcullis-tls portcullis-jwt portcullis-rl-memory portcullis-rl-redis)
+STACKS=(direct nginx-proxy portcullis portcullis-tls portcullis-jwt portcullis-rl-memory portcullis-rl-redis nginx-proxy-post portcullis-post)
 declare -A URL=(
   [direct]="http://127.0.0.1:$UP"
   [nginx-proxy]="http://127.0.0.1:$NGP"
@@ -121,24 +129,32 @@ declare -A URL=(
   [portcullis-jwt]="http://127.0.0.1:$PH"
   [portcullis-rl-memory]="http://127.0.0.1:$PH"
   [portcullis-rl-redis]="http://127.0.0.1:$RH"
+  [nginx-proxy-post]="http://127.0.0.1:$NGP"
+  [portcullis-post]="http://127.0.0.1:$PH"
 )
 declare -A PATHS=([portcullis-jwt]=/orders/1 [portcullis-rl-memory]=/limited/1 [portcullis-rl-redis]=/limited/1)
 declare -A TOKENS=([portcullis-jwt]=$TOKEN)
+ITEM='{"name":"blue widget 001","price":12.50}'
+declare -A METHODS=([nginx-proxy-post]=POST [portcullis-post]=POST)
+declare -A BODIES=([nginx-proxy-post]=$ITEM [portcullis-post]=$ITEM)
+PATHS[nginx-proxy-post]=/items; PATHS[portcullis-post]=/items
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$PGW/status"; }
 
 echo "# checks"
 for s in "${STACKS[@]}"; do
-  code=$(curl -sk -o /dev/null -w '%{http_code}' -H 'X-Forwarded-Proto: https' -H "Authorization: Bearer ${TOKENS[$s]:-none}" "${URL[$s]}${PATHS[$s]:-/items/1}")
+  args=(-X "${METHODS[$s]:-GET}")
+  if [ -n "${BODIES[$s]:-}" ]; then args+=(-H 'Content-Type: application/json' --data "${BODIES[$s]}"); fi
+  code=$(curl -sk -o /dev/null -w '%{http_code}' "${args[@]}" -H 'X-Forwarded-Proto: https' -H "Authorization: Bearer ${TOKENS[$s]:-none}" "${URL[$s]}${PATHS[$s]:-/items/1}")
   echo "  $s -> $code"; [ "$code" = 200 ] || { echo "unexpected status from $s" >&2; exit 1; }
 done
 RSS_IDLE=$(rss_kib)
 echo "# warm-up"
-for s in "${STACKS[@]}"; do WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/wrk.lua "${URL[$s]}" >/dev/null; done
+for s in "${STACKS[@]}"; do WRK_METHOD=${METHODS[$s]:-GET} WRK_BODY=${BODIES[$s]:-} WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/wrk.lua "${URL[$s]}" >/dev/null; done
 
 printf 'round\tstack\trps\tp50_ms\tp99_ms\trequests\tstatus_ge400\tsock_err\trss_kib\n' >"$RAW"
 for r in $(seq 1 "$ROUNDS"); do
   for s in "${STACKS[@]}"; do
-    line=$(WRK_METHOD=GET WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
+    line=$(WRK_METHOD=${METHODS[$s]:-GET} WRK_BODY=${BODIES[$s]:-} WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
     vals=$(echo "$line" | sed 's/[a-z0-9_]*=//g; s/^RESULT //')
     rss=-; case $s in portcullis-rl-redis) ;; portcullis*) rss=$(rss_kib) ;; esac
     printf '%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" >>"$RAW"
@@ -162,7 +178,7 @@ for s in stacks:
     med[s]["errors"] = sum(int(r["status_ge400"]) + int(r["sock_err"]) for r in rs)
     rss = [int(r["rss_kib"]) for r in rs if r["rss_kib"] not in ("-", "")]
     med[s]["rss"] = f"{max(rss)/1024:.1f} MiB" if rss else "-"
-print(f"GET /items/1 (portcullis-jwt: GET /orders/1 with an EdDSA bearer token and a role rule; portcullis-rl-*: GET /limited/1 with a per-address limit counted in memory or in Redis; RSS is the first gateway's), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
+print(f"GET /items/1 (portcullis-jwt: GET /orders/1 with an EdDSA bearer token and a role rule; portcullis-rl-*: GET /limited/1 with a per-address limit counted in memory or in Redis; *-post: POST /items with a 40-byte JSON body, validated against its schema by Portcullis; RSS is the first gateway's), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
 print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | req/s per round | errors | peak RSS under load |")
 print("|---|---|---|---|---|---|---|---|---|")
 for s in stacks:

@@ -689,3 +689,84 @@ async fn brute_force_locks_the_account_with_the_same_answer_until_unlock() {
     s.cli(&["users", "unlock", "kate"]);
     assert_eq!(attempt(PASSWORD).await.status(), 200);
 }
+
+#[tokio::test]
+async fn tokens_of_a_flask_app_are_accepted_with_its_shared_secret() {
+    let upstream = Upstream::start().await;
+    let secret = "4f1c9e7a2b6d8e0f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f";
+    let config = format!(
+        "{TEST_SERVER}[[tokens.shared_secret]]\nsecret_env = \"APP_JWT_SECRET\"\nroles_claim = \"role\"\n\
+         [[route]]\npath = \"/items/{{id}}\"\nmethods = [\"GET\"]\nupstream = \"{}\"\nroles = [\"user\"]\n",
+        upstream.url()
+    );
+    let server = Portcullis::start(&config, &[("APP_JWT_SECRET", secret)]);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // What Flask-JWT-Extended puts in an access token.
+    let claims = json!({"fresh": false, "iat": now, "jti": "j-1", "type": "access", "sub": "alice", "nbf": now, "exp": now + 600, "role": "user"});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    let mint = |alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &Value| {
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).unwrap()
+    };
+    let get = |token: String| server.client().get(server.url("/items/1")).bearer_auth(token).send();
+    let valid = mint(jsonwebtoken::Algorithm::HS256, &key, &claims);
+    assert_eq!(get(valid.clone()).await.unwrap().status(), 200);
+    assert_eq!(upstream.last().header("x-user-id"), Some("alice"));
+
+    let with = |change: Value| {
+        let mut changed = claims.clone();
+        for (k, v) in change.as_object().unwrap() {
+            changed[k] = v.clone();
+        }
+        changed
+    };
+    let (_, payload, _) = {
+        let mut parts = valid.split('.');
+        (parts.next().unwrap(), parts.next().unwrap().to_owned(), parts.next().unwrap())
+    };
+    let attacks = [
+        ("expired", mint(jsonwebtoken::Algorithm::HS256, &key, &with(json!({"exp": now - 3600})))),
+        ("HS512 with the same key", mint(jsonwebtoken::Algorithm::HS512, &key, &claims)),
+        (
+            "another key",
+            mint(jsonwebtoken::Algorithm::HS256, &jsonwebtoken::EncodingKey::from_secret(&[7; 40]).unwrap(), &claims),
+        ),
+        ("alg none", format!("{}.{payload}.", b64(&json!({"alg": "none", "typ": "JWT"})))),
+        ("a refresh token", mint(jsonwebtoken::Algorithm::HS256, &key, &with(json!({"type": "refresh"})))),
+        ("an unexpected iss", mint(jsonwebtoken::Algorithm::HS256, &key, &with(json!({"iss": "https://evil.test"})))),
+        ("an unexpected aud", mint(jsonwebtoken::Algorithm::HS256, &key, &with(json!({"aud": "other"})))),
+        ("no exp", mint(jsonwebtoken::Algorithm::HS256, &key, &json!({"sub": "alice", "iat": now, "role": "user"}))),
+        ("another role", mint(jsonwebtoken::Algorithm::HS256, &key, &with(json!({"role": "guest"})))),
+    ];
+    for (what, token) in attacks {
+        let status = get(token).await.unwrap().status().as_u16();
+        let expected = if what == "another role" { 403 } else { 401 };
+        assert_eq!(status, expected, "{what}");
+    }
+    assert_eq!(upstream.requests().len(), 1, "no forged token reached the upstream");
+    let logs = server.logs();
+    assert!(!logs.contains(secret), "the shared secret is never logged");
+
+    // Without the secret in the environment, `serve` stops at once and names it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("portcullis.toml"), &config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config", "portcullis.toml"])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started without the shared secret");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("APP_JWT_SECRET"), "the message names the missing variable: {text}");
+}

@@ -241,6 +241,8 @@ pub struct TokensSection {
     pub keys_dir: Option<String>,
     /// `[[tokens.external]]`: other issuers whose tokens are accepted.
     pub external: Vec<Spanned<ExternalIssuerSection>>,
+    /// `[[tokens.shared_secret]]`: HMAC issuers whose tokens are accepted.
+    pub shared_secret: Vec<Spanned<SharedSecretIssuerSection>>,
 }
 
 /// One `[[tokens.external]]`.
@@ -257,6 +259,23 @@ pub struct ExternalIssuerSection {
     pub roles_claim: Option<String>,
     /// Accepted algorithms (default RS256, ES256, EdDSA).
     pub algorithms: Option<Spanned<Vec<String>>>,
+}
+
+/// `[[tokens.shared_secret]]`: HMAC-signed tokens of an existing
+/// application (Flask-JWT-Extended, PyJWT), checked with its shared secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSecretIssuerSection {
+    /// Name of the environment variable holding the secret (also `<NAME>_FILE`).
+    pub secret_env: Spanned<String>,
+    /// `HS256` (default), `HS384` or `HS512`: the only algorithm accepted.
+    pub algorithm: Option<Spanned<String>>,
+    /// The `iss` its tokens carry; absent: its tokens must carry none.
+    pub issuer: Option<Spanned<String>>,
+    /// The `aud` its tokens carry; absent: its tokens must carry none.
+    pub audience: Option<Spanned<String>>,
+    /// Dotted path of the roles claim (default `roles`; a string is one role).
+    pub roles_claim: Option<String>,
 }
 
 /// `[rate_limit]`.

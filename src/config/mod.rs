@@ -217,6 +217,23 @@ pub struct TokensConfig {
     pub keys_dir: PathBuf,
     /// Other issuers whose tokens are accepted.
     pub external: Vec<ExternalIssuerConfig>,
+    /// Issuers of HMAC-signed tokens, checked with a shared secret.
+    pub shared_secret: Vec<SharedSecretIssuerConfig>,
+}
+
+/// One `[[tokens.shared_secret]]`, validated (the secret itself is read at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSecretIssuerConfig {
+    /// The environment variable holding the secret.
+    pub secret_env: String,
+    /// The one accepted algorithm (HS256, HS384 or HS512).
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// Required `iss`; `None`: tokens must carry no `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`; `None`: tokens must carry no `aud`.
+    pub audience: Option<String>,
+    /// Dotted path of the roles claim.
+    pub roles_claim: String,
 }
 
 /// One `[[tokens.external]]`, validated.

@@ -143,56 +143,75 @@ impl ExternalIssuer {
         validation.set_issuer(&[self.config.issuer.clone(), format!("{}/", self.config.issuer)]);
         let claims =
             jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map_err(|e| classify(&e))?.claims;
-        // Keycloak marks ID and refresh tokens in a `typ` claim: only access tokens pass.
-        if let Some(typ) = claims.get("typ").and_then(|t| t.as_str())
-            && !typ.eq_ignore_ascii_case("Bearer")
-            && !typ.eq_ignore_ascii_case("at+jwt")
-        {
-            return Err(TokenError::WrongType);
-        }
-        self.map_claims(&claims)
+        only_access_tokens(&claims)?;
+        map_claims(&claims, &self.config.issuer, &self.config.audience, &self.config.roles_claim)
     }
+}
 
-    fn map_claims(&self, claims: &serde_json::Value) -> Result<AccessClaims, TokenError> {
-        let int = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
-        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-        let bad = |what: &str| TokenError::BadClaims(what.to_owned());
-        let exp = int("exp").ok_or_else(|| bad("exp"))?;
-        let iat = int("iat").ok_or_else(|| bad("missing iat"))?;
-        let mut roles_value = claims;
-        for part in self.config.roles_claim.split('.') {
-            roles_value = roles_value.get(part).unwrap_or(&serde_json::Value::Null);
-        }
-        let roles = match roles_value {
-            serde_json::Value::Null => Vec::new(),
-            serde_json::Value::Array(list) => list
-                .iter()
-                .map(|r| r.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad("roles are not strings"))?,
-            _ => return Err(bad("roles claim is not a list")),
-        };
-        let scope = match (claims.get("scope"), claims.get("scp")) {
-            (Some(serde_json::Value::String(s)), _) => s.clone(),
-            (_, Some(serde_json::Value::Array(list))) => {
-                list.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-            }
-            _ => String::new(),
-        };
-        Ok(AccessClaims {
-            iss: self.config.issuer.clone(),
-            aud: self.config.audience.clone(),
-            sub: text("sub").ok_or_else(|| bad("missing sub"))?,
-            exp,
-            iat,
-            nbf: int("nbf").unwrap_or(iat),
-            jti: text("jti").unwrap_or_default(),
-            roles,
-            scope,
-            // Without auth_time the password time is unknown: never "fresh".
-            auth_time: int("auth_time").unwrap_or(0),
-            client_id: text("azp").or_else(|| text("client_id")),
-            username: text("preferred_username"),
-        })
+/// Refuses ID and refresh tokens marked as such: Keycloak's `typ` claim,
+/// Flask-JWT-Extended's `type` claim.
+pub(super) fn only_access_tokens(claims: &serde_json::Value) -> Result<(), TokenError> {
+    if let Some(typ) = claims.get("typ").and_then(|t| t.as_str())
+        && !typ.eq_ignore_ascii_case("Bearer")
+        && !typ.eq_ignore_ascii_case("at+jwt")
+    {
+        return Err(TokenError::WrongType);
     }
+    if let Some(kind) = claims.get("type").and_then(|t| t.as_str())
+        && !kind.eq_ignore_ascii_case("access")
+    {
+        return Err(TokenError::WrongType);
+    }
+    Ok(())
+}
+
+/// Maps another issuer's claims onto [`AccessClaims`]; `roles_claim` is a
+/// dotted path to a list of strings or a single string.
+pub(super) fn map_claims(
+    claims: &serde_json::Value,
+    issuer: &str,
+    audience: &str,
+    roles_claim: &str,
+) -> Result<AccessClaims, TokenError> {
+    let int = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
+    let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let bad = |what: &str| TokenError::BadClaims(what.to_owned());
+    let exp = int("exp").ok_or_else(|| bad("exp"))?;
+    let iat = int("iat").ok_or_else(|| bad("missing iat"))?;
+    let mut roles_value = claims;
+    for part in roles_claim.split('.') {
+        roles_value = roles_value.get(part).unwrap_or(&serde_json::Value::Null);
+    }
+    let roles = match roles_value {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::String(role) => vec![role.clone()],
+        serde_json::Value::Array(list) => list
+            .iter()
+            .map(|r| r.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("roles are not strings"))?,
+        _ => return Err(bad("roles claim is not a list or a string")),
+    };
+    let scope = match (claims.get("scope"), claims.get("scp")) {
+        (Some(serde_json::Value::String(s)), _) => s.clone(),
+        (_, Some(serde_json::Value::Array(list))) => {
+            list.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        }
+        _ => String::new(),
+    };
+    Ok(AccessClaims {
+        iss: issuer.to_owned(),
+        aud: audience.to_owned(),
+        sub: text("sub").ok_or_else(|| bad("missing sub"))?,
+        exp,
+        iat,
+        nbf: int("nbf").unwrap_or(iat),
+        jti: text("jti").unwrap_or_default(),
+        roles,
+        scope,
+        // Without auth_time the password time is unknown: never "fresh".
+        auth_time: int("auth_time").unwrap_or(0),
+        client_id: text("azp").or_else(|| text("client_id")),
+        username: text("preferred_username"),
+    })
 }

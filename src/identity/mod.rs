@@ -13,6 +13,7 @@ pub mod denylist;
 pub mod external;
 pub mod keys;
 pub mod password;
+pub mod shared_secret;
 pub mod tokens;
 pub mod username;
 
@@ -143,6 +144,7 @@ pub struct Identity {
     login: LoginConfig,
     rules: TokenRules,
     external: Vec<external::ExternalIssuer>,
+    shared_secret: Vec<shared_secret::SharedSecretIssuer>,
     unknown_external_kid: tokio::sync::Notify,
     verified: cache::VerifiedTokens<AccessClaims>,
 }
@@ -211,9 +213,18 @@ impl Identity {
             login,
             rules,
             external,
+            shared_secret: Vec::new(),
             unknown_external_kid: tokio::sync::Notify::new(),
             verified: cache::VerifiedTokens::new(50_000),
         }
+    }
+
+    /// Accepts the tokens of these shared-secret issuers too (their secrets
+    /// come from the environment at start).
+    #[must_use]
+    pub fn with_shared_secret_issuers(mut self, issuers: Vec<shared_secret::SharedSecretIssuer>) -> Self {
+        self.shared_secret = issuers;
+        self
     }
 
     /// The signing keys.
@@ -268,6 +279,9 @@ impl Identity {
             Some(iss) if iss == self.rules.issuer => {
                 tokens::verify_parsed(&self.keys.ring(), &self.rules, token, &parsed.header)
             }
+            Some(iss) if let Some(shared) = self.shared_secret.iter().find(|s| s.issuer() == Some(iss)) => {
+                shared.verify(token, &parsed.header, self.rules.leeway)
+            }
             Some(iss) => {
                 let issuer = self
                     .external
@@ -280,7 +294,11 @@ impl Identity {
                 }
                 verified
             }
-            None => Err(TokenError::BadClaims("missing iss".into())),
+            // Only an issuer configured without `iss` takes tokens without one.
+            None => match self.shared_secret.iter().find(|s| s.issuer().is_none()) {
+                Some(shared) => shared.verify(token, &parsed.header, self.rules.leeway),
+                None => Err(TokenError::BadClaims("missing iss".into())),
+            },
         }
     }
 

@@ -30,6 +30,7 @@ async fn identity() -> (tempfile::TempDir, Identity) {
         max_token_size: 8192,
         keys_dir: dir.path().join("keys"),
         external: Vec::new(),
+        shared_secret: Vec::new(),
     };
     let login = LoginConfig {
         allow_registration: true,

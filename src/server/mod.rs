@@ -30,6 +30,7 @@ use crate::gates::rate_limit::store::{RateStores, RedisSettings};
 use crate::gates::shed::InFlight;
 use crate::identity::Identity;
 use crate::identity::keys::Keys;
+use crate::identity::shared_secret::SharedSecretIssuer;
 use crate::proxy::upstream_client;
 use crate::stack::{self, Shared};
 use crate::store::Store;
@@ -276,8 +277,15 @@ pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result
     let grace = config.tokens.access_ttl + config.tokens.leeway + Duration::from_secs(60);
     let keys = Keys::load(env, &config.tokens.keys_dir, config.tokens.algorithm, grace)
         .context("cannot load the signing keys")?;
+    let mut shared = Vec::new();
+    for issuer in &config.tokens.shared_secret {
+        let secret = crate::config::secrets::require_secret(env, &issuer.secret_env, SecretKind::Key)
+            .with_context(|| format!("cannot accept the tokens of [[tokens.shared_secret]] {}", issuer.secret_env))?;
+        shared.push(SharedSecretIssuer::new(issuer.clone(), &secret).map_err(anyhow::Error::msg)?);
+    }
     let identity = Identity::new(store, Arc::new(keys), config.tokens.clone(), config.login.clone())
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_shared_secret_issuers(shared);
     if let Some(password) = read_secret(env, BOOTSTRAP_ADMIN_PASSWORD, SecretKind::Password)?
         && crate::store::users::count(identity.store()).await.unwrap_or(1) == 0
     {

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::config::file::FileConfig;
-use crate::config::{ExternalIssuerConfig, LoginConfig, ServerConfig, TokensConfig};
+use crate::config::{ExternalIssuerConfig, LoginConfig, ServerConfig, SharedSecretIssuerConfig, TokensConfig};
 use crate::gates::rate_limit::store::OnStoreError;
 use crate::gates::rate_limit::{CountMode, KeyPart, RateRule};
 use crate::identity::keys::SigningAlgorithm;
@@ -43,6 +43,7 @@ pub(super) fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &
         None => "portcullis".to_owned(),
     };
     let max_token_size = v.size(t.max_token_size.as_ref(), "tokens.max_token_size", 8 << 10);
+    let shared_secret = validate_shared_secrets(v, &t.shared_secret, &issuer);
     TokensConfig {
         algorithm,
         issuer,
@@ -56,7 +57,59 @@ pub(super) fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &
         max_token_size: usize::try_from(max_token_size).unwrap_or(8 << 10),
         keys_dir: t.keys_dir.as_ref().map_or_else(|| server.data_dir.join("keys"), PathBuf::from),
         external: validate_externals(v, &t.external),
+        shared_secret,
     }
+}
+
+fn validate_shared_secrets(
+    v: &mut Validator<'_>,
+    sections: &[Spanned<crate::config::file::SharedSecretIssuerSection>],
+    own_issuer: &str,
+) -> Vec<SharedSecretIssuerConfig> {
+    let mut issuers: Vec<SharedSecretIssuerConfig> = Vec::new();
+    for section in sections {
+        let s = section.get_ref();
+        let env_name = s.secret_env.get_ref().trim();
+        if env_name.is_empty() || !env_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            v.error(&s.secret_env, "`secret_env` must name an environment variable (letters, digits, _)");
+        } else if env_name.starts_with(crate::config::env::PREFIX) {
+            v.error(
+                &s.secret_env,
+                "`secret_env` must be the application's own variable (like JWT_SECRET_KEY), not a PORTCULLIS_ one",
+            );
+        }
+        let algorithm = match s.algorithm.as_ref().map(|a| (a, a.get_ref().as_str())) {
+            None | Some((_, "HS256")) => jsonwebtoken::Algorithm::HS256,
+            Some((_, "HS384")) => jsonwebtoken::Algorithm::HS384,
+            Some((_, "HS512")) => jsonwebtoken::Algorithm::HS512,
+            Some((value, _)) => {
+                v.error(value, "`algorithm` must be HS256, HS384 or HS512 (one shared secret, one algorithm)");
+                jsonwebtoken::Algorithm::HS256
+            }
+        };
+        let issuer = s.issuer.as_ref().map(|i| i.get_ref().trim_end_matches('/').to_owned());
+        if let (Some(value), Some(name)) = (&s.issuer, &issuer)
+            && (name.is_empty() || name == own_issuer)
+        {
+            v.error(value, "`issuer` must be a non-empty issuer other than Portcullis's own");
+        }
+        let config = SharedSecretIssuerConfig {
+            secret_env: env_name.to_owned(),
+            algorithm,
+            issuer,
+            audience: s.audience.as_ref().map(|a| a.get_ref().clone()),
+            roles_claim: s.roles_claim.clone().unwrap_or_else(|| "roles".to_owned()),
+        };
+        if issuers.iter().any(|other| other.issuer == config.issuer) {
+            let message = "two shared-secret issuers with the same `issuer` (or both without one)";
+            match &s.issuer {
+                Some(value) => v.error(value, message),
+                None => v.error(&s.secret_env, message),
+            }
+        }
+        issuers.push(config);
+    }
+    issuers
 }
 
 fn validate_externals(
