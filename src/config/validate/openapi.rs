@@ -19,7 +19,7 @@ use super::validation::{PolicyOptions, RawSchemas, compile, read_document};
 use crate::config::RouteConfig;
 use crate::config::file::{FileConfig, OpenApiSection, OperationPolicy, RateRuleSection, RouteSection};
 use crate::gates::validate::json::BodyLimits;
-use crate::gates::validate::schema::Dialect;
+use crate::gates::validate::schema::{Dialect, resolve};
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
 
@@ -299,19 +299,4 @@ fn resolve_checked<'a>(value: &'a Value, document: &'a Value, unresolved: &mut V
         unresolved.push(reference.to_owned());
     }
     target
-}
-
-/// Follows a local `$ref` (parameters, request bodies, responses, path items).
-fn resolve<'a>(value: &'a Value, document: &'a Value) -> &'a Value {
-    let mut current = value;
-    for _ in 0..16 {
-        match current.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
-            Some(pointer) => match document.pointer(pointer) {
-                Some(target) => current = target,
-                None => return current,
-            },
-            None => return current,
-        }
-    }
-    current
 }

@@ -26,7 +26,7 @@ use http::{HeaderValue, Response, header};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
-use super::schema::Schema;
+use super::schema::{Schema, resolve};
 use crate::audit::{self, EventContext, SecurityEvent};
 use crate::body::{Body, LimitedBody, boxed, full};
 use crate::error::{Reason, Rejection};
@@ -250,21 +250,6 @@ fn branches<'a>(rules: &'a serde_json::Map<String, Value>, root: &'a Value) -> V
         index += 1;
     }
     all
-}
-
-/// Follows a local `$ref` (`#/components/schemas/User`) within `root`.
-fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
-    let mut current = schema;
-    for _ in 0..16 {
-        match current.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
-            Some(pointer) => match root.pointer(pointer) {
-                Some(target) => current = target,
-                None => return current,
-            },
-            None => return current,
-        }
-    }
-    current
 }
 
 #[cfg(test)]

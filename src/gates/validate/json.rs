@@ -237,26 +237,9 @@ mod tests {
 
         /// Any JSON text serde_json accepts without duplicates or excess parses to the same value.
         #[test]
-        fn accepts_what_it_should(value in json_value()) {
+        fn accepts_what_it_should(value in super::super::arbitrary_json()) {
             let text = value.to_string();
             proptest::prop_assert_eq!(parse(text.as_bytes(), &BodyLimits::default()).unwrap(), value);
         }
-    }
-
-    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            "[a-z0-9 ]{0,12}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(6, 64, 8, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                proptest::collection::btree_map("[a-z]{1,6}", inner, 0..8)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
     }
 }

@@ -242,6 +242,23 @@ fn visit(schema: &mut Value, draft: Draft, own_value: bool) {
     }
 }
 
+/// Follows a local `$ref` (`#/components/schemas/User`) within `root`, up to
+/// 16 hops; returns `value` itself when it is no reference, and the last
+/// reference reached when it points nowhere.
+pub fn resolve<'a>(value: &'a Value, root: &'a Value) -> &'a Value {
+    let mut current = value;
+    for _ in 0..16 {
+        match current.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+            Some(pointer) => match root.pointer(pointer) {
+                Some(target) => current = target,
+                None => return current,
+            },
+            None => return current,
+        }
+    }
+    current
+}
+
 /// Rewrites OpenAPI 3.0 schema objects into draft 2020-12: `nullable: true`
 /// adds `null` to the type, boolean `exclusiveMinimum`/`exclusiveMaximum`
 /// become numbers, `example` and `discriminator` are dropped.
@@ -339,6 +356,27 @@ mod tests {
                 message: "must be greater than 0".into()
             }]
         );
+    }
+
+    proptest::proptest! {
+        /// Random JSON never panics the validator; a value with no errors is
+        /// valid, and the errors are bounded.
+        #[test]
+        fn random_json_is_decided_consistently(value in super::super::arbitrary_json()) {
+            let schema = json!({
+                "type": "object",
+                "required": ["a"],
+                "properties": {
+                    "a": {"type": "string", "maxLength": 5, "pattern": "^[a-z]*$"},
+                    "b": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "c": {"type": "object", "properties": {"d": {"type": "boolean"}}}
+                }
+            });
+            let schema = Schema::compile(&schema, Dialect::Draft202012, true).unwrap();
+            let errors = schema.errors(&value);
+            proptest::prop_assert_eq!(errors.is_empty(), schema.is_valid(&value));
+            proptest::prop_assert!(errors.len() <= MAX_ERRORS);
+        }
     }
 
     #[test]
