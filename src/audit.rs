@@ -192,8 +192,9 @@ pub struct EventContext<'a> {
     pub subject: Option<&'a str>,
 }
 
-/// Most events of one flooding kind (rate-limited, overloaded) written per
-/// second by one process; the rest are counted and reported in one
+/// Most events of one flooding kind (rate-limited, overloaded,
+/// unauthenticated: a flood of bad or expired tokens) written per second by
+/// one process; the rest are counted and reported in one
 /// `audit.events-suppressed` event, so that a flood cannot drown the log.
 pub const FLOOD_EVENTS_PER_SECOND: u64 = 100;
 
@@ -206,12 +207,14 @@ struct FloodSampler {
 
 static RATE_LIMITED: FloodSampler = FloodSampler { action: "request.rate-limited", state: Mutex::new((0, 0, 0)) };
 static OVERLOADED: FloodSampler = FloodSampler { action: "request.overloaded", state: Mutex::new((0, 0, 0)) };
+static UNAUTHENTICATED: FloodSampler = FloodSampler { action: "request.unauthenticated", state: Mutex::new((0, 0, 0)) };
 
 impl FloodSampler {
     fn for_event(event: &SecurityEvent) -> Option<&'static Self> {
         match event {
             SecurityEvent::Refused(Reason::RateLimited { .. }) => Some(&RATE_LIMITED),
             SecurityEvent::Refused(Reason::Overloaded) => Some(&OVERLOADED),
+            SecurityEvent::Refused(Reason::Unauthenticated { .. }) => Some(&UNAUTHENTICATED),
             _ => None,
         }
     }
@@ -258,6 +261,7 @@ impl FloodSampler {
 pub fn flush_suppressed() {
     RATE_LIMITED.flush();
     OVERLOADED.flush();
+    UNAUTHENTICATED.flush();
 }
 
 /// Writes an event that belongs to no request (a store going down).
