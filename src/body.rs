@@ -28,6 +28,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response inside the gateway.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// The boxed future of a gate that does work after its inner service.
+pub type ResponseFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send>>;
+
 /// An empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()

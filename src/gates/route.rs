@@ -24,8 +24,6 @@
 //! ```
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -34,7 +32,7 @@ use http::{Method, Request, Response, header};
 use tower::Service;
 use tower::util::{BoxCloneSyncService, ServiceExt};
 
-use crate::body::Body;
+use crate::body::{Body, ResponseFuture};
 use crate::config::RouteConfig;
 use crate::error::{Reason, Rejection};
 use crate::gates::headers::RouteHeaderPolicy;
@@ -209,16 +207,14 @@ fn preflight_method<B>(request: &Request<B>) -> Option<Method> {
     Method::from_bytes(request.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()
 }
 
-fn refuse(reason: Reason) -> BoxFuture {
+fn refuse(reason: Reason) -> ResponseFuture {
     Box::pin(std::future::ready(Ok(Rejection::new(reason).into_response())))
 }
-
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 impl Service<Request<Body>> for RouteDispatch {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))

@@ -29,8 +29,6 @@ pub mod redis;
 pub mod store;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,7 +38,7 @@ use futures_util::future::Either;
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
-use crate::body::Body;
+use crate::body::{Body, ResponseFuture};
 use crate::error::{Reason, Rejection};
 use crate::gates::authn::Principal;
 use crate::proxy::forwarded::ClientInfo;
@@ -314,8 +312,6 @@ impl RateHeaders {
         }
     }
 }
-
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 impl<S> Service<Request<Body>> for RateLimit<S>
 where

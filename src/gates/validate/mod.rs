@@ -28,8 +28,6 @@ pub mod json;
 pub mod schema;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -41,7 +39,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
-use crate::body::{Body, BodyTimedOut, BodyTooLarge, find_cause, full};
+use crate::body::{Body, BodyTimedOut, BodyTooLarge, ResponseFuture, find_cause, full};
 use crate::error::{Reason, Rejection};
 use crate::gates::route::RouteParams;
 use filter::ResponseFilter;
@@ -252,8 +250,6 @@ pub struct Validate<S> {
     inner: S,
     policy: Arc<ValidationPolicy>,
 }
-
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 fn refuse(reason: Reason) -> Response<Body> {
     Rejection::new(reason).into_response()
