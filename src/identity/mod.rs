@@ -147,7 +147,11 @@ pub struct Identity {
     shared_secret: Vec<shared_secret::SharedSecretIssuer>,
     unknown_external_kid: tokio::sync::Notify,
     verified: cache::VerifiedTokens<AccessClaims>,
+    refused: cache::VerifiedTokens<TokenError>,
 }
+
+/// Longest token whose refusal is remembered (bounds the refused cache's memory).
+const MAX_REMEMBERED_REFUSAL: usize = 1024;
 
 /// A random opaque token with `prefix`.
 fn opaque(prefix: &str) -> Result<String, StoreError> {
@@ -216,6 +220,7 @@ impl Identity {
             shared_secret: Vec::new(),
             unknown_external_kid: tokio::sync::Notify::new(),
             verified: cache::VerifiedTokens::new(50_000),
+            refused: cache::VerifiedTokens::new(10_000),
         }
     }
 
@@ -261,9 +266,22 @@ impl Identity {
                 claims
             }
             None => {
-                let claims = Arc::new(self.verify_uncached(token)?);
-                self.verified.insert(token, claims.clone());
-                claims
+                if let Some(refusal) = self.refused.get(token) {
+                    return Err((*refusal).clone());
+                }
+                match self.verify_uncached(token) {
+                    Ok(claims) => {
+                        let claims = Arc::new(claims);
+                        self.verified.insert(token, claims.clone());
+                        claims
+                    }
+                    Err(error) => {
+                        if error.is_final() && token.len() <= MAX_REMEMBERED_REFUSAL {
+                            self.refused.insert(token, Arc::new(error.clone()));
+                        }
+                        return Err(error);
+                    }
+                }
             }
         };
         if self.denylist.is_revoked(&claims.jti, &claims.sub, claims.iat) {
@@ -279,7 +297,10 @@ impl Identity {
             Some(iss) if iss == self.rules.issuer => {
                 tokens::verify_parsed(&self.keys.ring(), &self.rules, token, &parsed.header)
             }
-            Some(iss) if let Some(shared) = self.shared_secret.iter().find(|s| s.issuer() == Some(iss)) => {
+            Some(iss)
+                if let Some(shared) =
+                    self.shared_secret.iter().find(|s| s.issuer() == Some(iss.trim_end_matches('/'))) =>
+            {
                 shared.verify(token, &parsed.header, self.rules.leeway)
             }
             Some(iss) => {
@@ -307,7 +328,7 @@ impl Identity {
     pub fn reload_keys(&self) -> Result<bool, keys::KeyError> {
         let changed = self.keys.reload()?;
         if changed {
-            self.verified.clear();
+            self.forget_verified_tokens();
         }
         Ok(changed)
     }
@@ -315,6 +336,7 @@ impl Identity {
     /// Forgets every cached verified token.
     pub fn forget_verified_tokens(&self) {
         self.verified.clear();
+        self.refused.clear();
     }
 
     /// Refreshes the external issuers' key sets that are due: never fetched,
@@ -324,7 +346,9 @@ impl Identity {
             if issuer.refresh_due(prompted) {
                 match issuer.refresh(client).await {
                     Ok(count) => {
-                        tracing::debug!(issuer = issuer.issuer(), keys = count, "external issuer keys fetched")
+                        // A replaced key may make a refused signature good.
+                        self.refused.clear();
+                        tracing::debug!(issuer = issuer.issuer(), keys = count, "external issuer keys fetched");
                     }
                     Err(error) => {
                         tracing::warn!(issuer = issuer.issuer(), %error, "cannot fetch the external issuer's keys")

@@ -69,7 +69,7 @@ impl SharedSecretIssuer {
         validation.required_spec_claims = ["exp", "sub"].iter().map(|s| (*s).to_owned()).collect();
         match &self.config.issuer {
             Some(issuer) => {
-                validation.set_issuer(&[issuer]);
+                validation.set_issuer(&[issuer.clone(), format!("{issuer}/")]);
                 validation.required_spec_claims.insert("iss".into());
             }
             None => validation.iss = None,

@@ -112,6 +112,16 @@ pub enum TokenError {
     UnknownIssuer,
 }
 
+impl TokenError {
+    /// Whether the same token would always be refused for this reason (so
+    /// the refusal can be remembered until the keys change): not for a token
+    /// that may become valid (`nbf` ahead), whose key may still be fetched,
+    /// or whose revocation is checked anew anyway.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::NotYetValid | Self::UnknownKey | Self::Revoked | Self::TooLarge)
+    }
+}
+
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -44,6 +44,13 @@ pub(super) fn validate_tokens(v: &mut Validator<'_>, raw: &FileConfig, server: &
     };
     let max_token_size = v.size(t.max_token_size.as_ref(), "tokens.max_token_size", 8 << 10);
     let shared_secret = validate_shared_secrets(v, &t.shared_secret, &issuer);
+    for (section, config) in t.shared_secret.iter().zip(&shared_secret) {
+        if let (Some(value), Some(name)) = (&section.get_ref().issuer, &config.issuer)
+            && t.external.iter().any(|e| e.get_ref().issuer.get_ref().trim_end_matches('/') == name)
+        {
+            v.error(value, "this issuer is also a [[tokens.external]] issuer: its tokens would reach only one of them");
+        }
+    }
     TokensConfig {
         algorithm,
         issuer,
