@@ -533,32 +533,40 @@ async fn passwords_tokens_and_client_secrets_never_reach_the_logs() {
 }
 
 /// A JWKS server on loopback whose key set the test can change.
+/// A JWKS endpoint serving `body`, on its own thread: the gateway fetches
+/// keys before it listens, while the test's runtime is blocked starting it.
 async fn jwks_server(body: std::sync::Arc<std::sync::Mutex<String>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let body = body.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let text = body.lock().unwrap().clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(http_body_util::Full::new(hyper::body::Bytes::from(text)))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move { serve_jwks(tokio::net::TcpListener::from_std(listener).unwrap(), body).await });
     });
     addr
+}
+
+async fn serve_jwks(listener: tokio::net::TcpListener, body: std::sync::Arc<std::sync::Mutex<String>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let body = body.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |_req| {
+                let text = body.lock().unwrap().clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(hyper::body::Bytes::from(text)))
+                            .unwrap(),
+                    )
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {

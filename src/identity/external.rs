@@ -4,7 +4,7 @@
 //! carry, where its JWKS is (`jwks_url`, default `<issuer>/.well-known/jwks.json`
 //! — discovery documents are not fetched), which claim holds the roles
 //! (a dotted path such as `realm_access.roles`) and the algorithms
-//! accepted. The key set is fetched at start, refreshed every five minutes,
+//! accepted. The key set is fetched at start (before serving), refreshed every five minutes,
 //! and again (at most every 30 seconds) when a token names an unknown `kid`:
 //! such a token is refused until the refreshed set knows its key.
 //!

@@ -59,6 +59,10 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     stack::gateway(&config, &shared, &upstream_client(Duration::from_secs(30)), &rate_store)
         .map_err(anyhow::Error::msg)?;
 
+    // External issuers' keys before the first request (each fetch at most 5 s).
+    let control_client = upstream_client(Duration::from_secs(30));
+    identity.refresh_external_keys(&control_client, false).await;
+
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let https = ReusePortListener::bind(config.server.https)?;
     let http = config.server.http.map(ReusePortListener::bind).transpose()?;
@@ -113,8 +117,6 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         tracing::warn!(%warning, "configuration warning");
     }
     tokio::spawn(reload_on_sighup(certificate, identity.clone()));
-    let control_client = upstream_client(Duration::from_secs(30));
-    identity.refresh_external_keys(&control_client, false).await;
     tokio::spawn(keep_identity_fresh(identity.clone(), control_client));
 
     wait_for_shutdown_signal().await;
