@@ -105,7 +105,7 @@ pub(super) fn import(
                 refuse: refuse.unwrap_or(false),
             };
             let before = v.diagnostics.len();
-            config.validation = compile(v, schemas.raw, &options);
+            config.validation = Some(compile(v, schemas.raw, &options));
             for diagnostic in &mut v.diagnostics[before..] {
                 diagnostic.message = format!("{name}: {}", diagnostic.message);
             }

@@ -124,7 +124,7 @@ pub(super) fn validate_section(
         max_body,
         refuse,
     };
-    compile(v, raw, &options)
+    Some(compile(v, raw, &options))
 }
 
 /// How a route's schemas are compiled and applied.
@@ -139,11 +139,7 @@ pub(super) struct PolicyOptions {
 }
 
 /// Compiles `raw` into a policy.
-pub(super) fn compile(
-    v: &mut Validator<'_>,
-    raw: RawSchemas,
-    options: &PolicyOptions,
-) -> Option<Arc<ValidationPolicy>> {
+pub(super) fn compile(v: &mut Validator<'_>, raw: RawSchemas, options: &PolicyOptions) -> Arc<ValidationPolicy> {
     let mut compile_one = |schema: RawSchema, key: &str, strict: bool| {
         schema.and_then(|(schema, at)| match Schema::compile(&schema, options.dialect, strict) {
             Ok(compiled) => Some(compiled),
@@ -170,5 +166,5 @@ pub(super) fn compile(
             max_bytes: MAX_FILTERED_RESPONSE,
         }),
     };
-    Some(Arc::new(policy))
+    Arc::new(policy)
 }

@@ -194,13 +194,23 @@ pub struct RateLimitLayer {
     rules: Arc<[RateRule]>,
     store: RateStore,
     on_error: OnStoreError,
+    /// `RateLimit-Policy` when no limit is exempt (the usual case), built once.
+    full_policy: Option<HeaderValue>,
+}
+
+/// The `RateLimit-Policy` value for the limits at `indexes`.
+fn policy_header(rules: &[RateRule], indexes: impl Iterator<Item = usize>) -> Option<HeaderValue> {
+    let policies: Vec<String> =
+        indexes.map(|i| format!("\"p{i}\";q={};w={}", rules[i].quota, rules[i].window.as_secs())).collect();
+    (!policies.is_empty()).then(|| HeaderValue::from_str(&policies.join(", ")).ok()).flatten()
 }
 
 impl RateLimitLayer {
     /// `rules` for route `route`, counted in `store`; `on_error` decides
     /// when a shared store cannot answer.
     pub fn new(route: &str, rules: Vec<RateRule>, store: RateStore, on_error: OnStoreError) -> Self {
-        Self { route: route.into(), rules: rules.into(), store, on_error }
+        let full_policy = policy_header(&rules, 0..rules.len());
+        Self { route: route.into(), rules: rules.into(), store, on_error, full_policy }
     }
 
     /// The checks for `request`, with the index of the rule of each;
@@ -230,7 +240,11 @@ impl RateLimitLayer {
         let Ok(outcomes) = outcomes else {
             return Err(Rejection::new(Reason::RateLimitUnavailable).into_response());
         };
-        let headers = RateHeaders::new(&self.rules, indexes, &outcomes);
+        let policy = match indexes.len() == self.rules.len() {
+            true => self.full_policy.clone(),
+            false => policy_header(&self.rules, indexes.iter().copied()),
+        };
+        let headers = RateHeaders::new(policy, indexes, &outcomes);
         if let Some(refused) = outcomes.iter().find(|o| !o.allowed) {
             let mut response = Rejection::new(Reason::RateLimited { retry_after: refused.retry_after }).into_response();
             headers.write(&mut response);
@@ -289,10 +303,7 @@ struct RateHeaders {
 }
 
 impl RateHeaders {
-    fn new(rules: &[RateRule], indexes: &[usize], outcomes: &[Outcome]) -> Self {
-        let policies: Vec<String> =
-            indexes.iter().map(|&i| format!("\"p{i}\";q={};w={}", rules[i].quota, rules[i].window.as_secs())).collect();
-        let policy = (!policies.is_empty()).then(|| HeaderValue::from_str(&policies.join(", ")).ok()).flatten();
+    fn new(policy: Option<HeaderValue>, indexes: &[usize], outcomes: &[Outcome]) -> Self {
         let state =
             indexes.iter().zip(outcomes).min_by_key(|(_, o)| (o.allowed, o.remaining)).and_then(|(i, o)| {
                 HeaderValue::from_str(&format!("\"p{i}\";r={};t={}", o.remaining, o.reset_after)).ok()

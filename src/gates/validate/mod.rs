@@ -312,6 +312,12 @@ where
         }
         let filter = policy.response.is_some().then(|| filter::Context::of(&request));
         let reads_body = policy.reads_body(&request);
+        // Refuse a body of the wrong type before reading it.
+        if reads_body && has_body(&request) && !policy.accepts(request.headers()) {
+            return Box::pin(std::future::ready(Ok(refuse(Reason::UnsupportedMediaType {
+                expected: "application/json",
+            }))));
+        }
         if !reads_body && filter.is_none() {
             return Box::pin(self.inner.call(request));
         }
