@@ -206,6 +206,38 @@ impl Reason {
         }
     }
 
+    /// The gate that refuses for this reason (`authn`, `authz`, `validate`,
+    /// `rate_limit`, `limits`, `path`, `route`, `upstream`, `shed`,
+    /// `internal`): the `gate` label of `portcullis_refusals_total`.
+    pub fn gate(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::MethodNotAllowed { .. } => "route",
+            Self::BadPath { .. } => "path",
+            Self::AmbiguousRequest { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::HeadersTooLarge { .. }
+            | Self::UriTooLong { .. }
+            | Self::RequestTimeout => "limits",
+            Self::Unauthenticated { .. }
+            | Self::UntrustedPeer
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::FreshLoginRequired { .. } => "authn",
+            Self::Forbidden { .. } => "authz",
+            Self::BadRequest { .. }
+            | Self::MalformedJson { .. }
+            | Self::InvalidParameters { .. }
+            | Self::InvalidBody { .. }
+            | Self::UnsupportedMediaType { .. }
+            | Self::Conflict { .. }
+            | Self::Unprocessable { .. } => "validate",
+            Self::InvalidUpstreamResponse | Self::BadGateway | Self::GatewayTimeout => "upstream",
+            Self::RateLimited { .. } | Self::RateLimitUnavailable => "rate_limit",
+            Self::Overloaded => "shed",
+            Self::Internal => "internal",
+        }
+    }
+
     /// A short, fixed, human title.
     pub fn title(&self) -> &'static str {
         match self {

@@ -32,6 +32,7 @@ pub mod error;
 pub mod gates;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod stack;

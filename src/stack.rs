@@ -101,7 +101,7 @@ pub fn gateway(
     let identity = &shared.identity;
     let table = Arc::new(RouteTable::new(&config.routes).map_err(|(_, message)| message)?);
     let routes = config.routes.iter().map(|route| route_entry(config, route, identity, client, rate_store)).collect();
-    let endpoints = api::into_route_service(api::router(identity.clone(), shared.rate_health.clone()));
+    let endpoints = api::into_route_service(api::router(shared));
     // Credential-guessing endpoints get their own per-address limit.
     let guarded: RouteService = match config.login.rate_limit.is_empty() {
         true => endpoints.clone(),

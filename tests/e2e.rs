@@ -26,3 +26,5 @@ mod rate_limits;
 mod shared_limits;
 // Schemas for path, query, headers and body; body hygiene; OpenAPI import; response filtering.
 mod validation;
+// Security events in the log, the store and the metrics; redaction; store outage; alerts.
+mod monitoring;

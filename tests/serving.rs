@@ -125,7 +125,7 @@ async fn request_ids_are_kept_when_well_formed_and_replaced_otherwise() {
     assert_eq!(id.len(), 36, "a UUID");
     assert_eq!(upstream.last().header("x-request-id"), Some(id.as_str()), "the upstream sees the same id");
     let logs = server.wait_for_log(&id);
-    let line = logs.lines().find(|l| l.contains(&id) && l.contains("\"target\":\"access\"")).unwrap();
+    let line = logs.lines().find(|l| l.contains(&id) && l.contains("\"log.logger\":\"access\"")).unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["http.request.method"], "GET");
     assert_eq!(v["url.path"], "/a");

@@ -20,7 +20,7 @@ pub(super) async fn healthz() -> impl IntoResponse {
 }
 
 pub(super) async fn readyz(State(api): State<Api>) -> impl IntoResponse {
-    let rate_limit = api.rate_health.status();
+    let rate_limit = api.shared.rate_health.status();
     let store = match tokio::time::timeout(Duration::from_secs(2), api.identity.store().ping()).await {
         Ok(Ok(())) => "ok",
         Ok(Err(error)) => {

@@ -7,8 +7,10 @@
 //! are [`Rejection`]s, rendered as problem+json by the context gate, except
 //! on `/oauth/*`, which answers in RFC 6749's JSON error format.
 
+mod admin;
 mod auth;
 mod health;
+pub mod metrics;
 mod oauth;
 mod wellknown;
 
@@ -27,9 +29,9 @@ use crate::audit::{self, EventContext, SecurityEvent};
 use crate::body::Body;
 use crate::error::{Reason, Rejection};
 use crate::gates::context::RequestId;
-use crate::gates::rate_limit::store::StoreHealth;
 use crate::identity::Identity;
 use crate::proxy::forwarded::ClientInfo;
+use crate::stack::Shared;
 
 /// The built-in paths and their methods (the route table refuses others with 405).
 pub const BUILTIN_ROUTES: &[(&str, &[&str])] = &[
@@ -45,6 +47,8 @@ pub const BUILTIN_ROUTES: &[(&str, &[&str])] = &[
     ("/oauth/revoke", &["POST"]),
     ("/.well-known/jwks.json", &["GET", "HEAD"]),
     ("/.well-known/openid-configuration", &["GET", "HEAD"]),
+    ("/metrics", &["GET", "HEAD"]),
+    ("/admin/api/events", &["GET", "HEAD"]),
 ];
 
 /// Endpoints where credentials are tried: `[login] rate_limit` applies.
@@ -84,14 +88,14 @@ where
 }
 
 /// Shared state of the handlers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Api {
     identity: Arc<Identity>,
-    rate_health: Arc<StoreHealth>,
+    shared: Shared,
 }
 
 /// The router of every built-in endpoint.
-pub fn router(identity: Arc<Identity>, rate_health: Arc<StoreHealth>) -> Router {
+pub fn router(shared: &Shared) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -105,8 +109,10 @@ pub fn router(identity: Arc<Identity>, rate_health: Arc<StoreHealth>) -> Router 
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/.well-known/openid-configuration", get(wellknown::openid_configuration))
+        .route("/metrics", get(metrics::metrics))
+        .route("/admin/api/events", get(admin::events))
         .fallback(|| async { refuse(Reason::NotFound) })
-        .with_state(Api { identity, rate_health })
+        .with_state(Api { identity: shared.identity.clone(), shared: shared.clone() })
 }
 
 /// A refusal as an axum response (rendered by the context gate).

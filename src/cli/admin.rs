@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use clap::Subcommand;
 
+use crate::audit::{self, EventContext, SecurityEvent};
 use crate::config::Config;
 use crate::config::secrets::{Environment, Secret};
 use crate::identity::Identity;
@@ -152,14 +153,29 @@ fn format_time(unix: Option<i64>) -> String {
 }
 
 async fn execute(config: &Config, command: AdminCommand, env: &Environment) -> anyhow::Result<()> {
-    let identity: Identity = crate::server::open_identity(config, env).await?;
+    let (identity, audit) = crate::server::open_identity(config, env, crate::server::AuditRole::Cli).await?;
+    let outcome = apply(&identity, command).await;
+    audit.flush(std::time::Duration::from_secs(10)).await;
+    outcome
+}
+
+/// Records an administrative change made from the command line; the actor
+/// is `cli:<login name>`.
+fn record(action: &'static str, target: &str) {
+    let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()));
+    let context =
+        EventContext { request_id: "", client_ip: None, method: "", path: "", route: None, subject: Some(&actor) };
+    audit::emit(&SecurityEvent::AdminAction { action, target: target.to_owned() }, &context);
+}
+
+async fn apply(identity: &Identity, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Migrate => {
             identity.store().migrate().await?;
             println!("migrations applied ({})", identity.store().backend());
         }
-        AdminCommand::Users(command) => users(&identity, command).await?,
-        AdminCommand::Clients(command) => clients(&identity, command).await?,
+        AdminCommand::Users(command) => users(identity, command).await?,
+        AdminCommand::Clients(command) => clients(identity, command).await?,
         AdminCommand::Keys(KeysCommand::List) => {
             for key in identity.keys().ring().keys() {
                 let status = if key.retired_at.is_some() { "retired (verifies only)" } else { "active" };
@@ -168,6 +184,7 @@ async fn execute(config: &Config, command: AdminCommand, env: &Environment) -> a
         }
         AdminCommand::Keys(KeysCommand::Rotate) => {
             let kid = identity.keys().rotate()?;
+            record("key-rotated", &kid);
             println!("new signing key {kid}; running instances pick it up within 10 seconds");
         }
     }
@@ -179,6 +196,7 @@ async fn users(identity: &Identity, command: UsersCommand) -> anyhow::Result<()>
         UsersCommand::Add { name, roles, password_stdin } => {
             let (password, generated) = read_password(password_stdin)?;
             let user = identity.add_user(&name, &password, &roles).await?;
+            record("user-created", &user.username);
             println!("added {} ({}) with roles: {}", user.display_name, user.id, user.roles);
             if generated {
                 println!("password: {}", password.expose());
@@ -198,19 +216,23 @@ async fn users(identity: &Identity, command: UsersCommand) -> anyhow::Result<()>
         }
         UsersCommand::SetRoles { name, roles } => {
             identity.set_roles(&name, &roles).await?;
+            record("roles-changed", &name);
             println!("roles of {name} set to {}", roles.join(" "));
         }
         UsersCommand::Disable { name } => {
             identity.disable(&name).await?;
+            record("user-disabled", &name);
             println!("{name} disabled; their tokens no longer work");
         }
         UsersCommand::Enable { name } => {
             identity.enable(&name).await?;
+            record("user-enabled", &name);
             println!("{name} enabled");
         }
         UsersCommand::Passwd { name, password_stdin } => {
             let (password, generated) = read_password(password_stdin)?;
             identity.set_password(&name, &password).await?;
+            record("password-reset", &name);
             println!("password of {name} changed; their sessions ended");
             if generated {
                 println!("password: {}", password.expose());
@@ -218,6 +240,16 @@ async fn users(identity: &Identity, command: UsersCommand) -> anyhow::Result<()>
         }
         UsersCommand::Unlock { name } => {
             identity.unlock(&name).await?;
+            record("user-unlocked", &name);
+            let context = EventContext {
+                request_id: "",
+                client_ip: None,
+                method: "",
+                path: "",
+                route: None,
+                subject: Some(&name),
+            };
+            audit::emit(&SecurityEvent::AccountUnlocked, &context);
             println!("{name} unlocked");
         }
     }
@@ -228,6 +260,7 @@ async fn clients(identity: &Identity, command: ClientsCommand) -> anyhow::Result
     match command {
         ClientsCommand::Add { name, scopes } => {
             let (id, secret) = identity.add_client(&name, &scopes).await?;
+            record("client-created", &id);
             println!("client_id: {id}\nclient_secret: {secret}\n(the secret is shown only now)");
         }
         ClientsCommand::List => {
@@ -243,6 +276,7 @@ async fn clients(identity: &Identity, command: ClientsCommand) -> anyhow::Result
         }
         ClientsCommand::Remove { client_id } => {
             anyhow::ensure!(crate::store::clients::remove(identity.store(), &client_id).await?, "no such client");
+            record("client-removed", &client_id);
             println!("removed {client_id}");
         }
     }

@@ -35,6 +35,56 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<RouteSection>>,
     /// `[[openapi]]`: routes derived from OpenAPI specifications.
     pub openapi: Vec<Spanned<OpenApiSection>>,
+    /// `[audit]`: the stored audit trail.
+    pub audit: AuditSection,
+    /// `[metrics]`: the Prometheus listener.
+    pub metrics: MetricsSection,
+    /// `[[alert]]`: thresholds on security events.
+    #[serde(rename = "alert")]
+    pub alerts: Vec<Spanned<AlertSection>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Events older than this are deleted (default `90d`; `"forever"` keeps them).
+    pub retention: Option<Spanned<String>>,
+    /// Largest disk spool while the store is down (default `64MiB`).
+    pub spool_max: Option<Spanned<String>>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// A plain-HTTP listener serving only `/metrics` (default `"off"`).
+    pub listen: Option<Spanned<String>>,
+    /// Client networks allowed on that listener (default loopback only).
+    pub allow: Option<Vec<Spanned<String>>>,
+}
+
+/// `[[alert]]`: fires when `threshold` events match within `window`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSection {
+    /// The rule's name.
+    pub name: Spanned<String>,
+    /// The event action (`login.failure`) or a prefix ending in `*`.
+    pub event: Spanned<String>,
+    /// Events that fire the rule.
+    pub threshold: Spanned<i64>,
+    /// The sliding window (`5m`).
+    pub window: Spanned<String>,
+    /// Count separately per `user`, `ip` or `route` (default: all together).
+    pub group_by: Option<Spanned<String>>,
+    /// Quiet time per group after firing (default: the window).
+    pub cooldown: Option<Spanned<String>>,
+    /// The http(s) URL to post to; `webhook_env` names an environment
+    /// variable holding it instead (chat webhooks carry a secret).
+    pub webhook: Option<Spanned<String>>,
+    /// The environment variable holding the webhook URL.
+    pub webhook_env: Option<Spanned<String>>,
 }
 
 /// `[[openapi]]`: one route per operation of an OpenAPI 3.0 or 3.1 spec,

@@ -33,12 +33,15 @@ pub mod secrets;
 pub mod units;
 mod validate;
 
+pub use validate::webhook_url;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use http::Uri;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
@@ -80,10 +83,62 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The stored audit trail and alert rules.
+    pub audit: AuditConfig,
+    /// The Prometheus listener.
+    pub metrics: MetricsConfig,
     /// Warnings from the security lint.
     pub warnings: Vec<Diagnostic>,
     /// The `PORTCULLIS_*` overrides that were applied.
     pub overrides: Vec<String>,
+}
+
+/// `[audit]` and `[[alert]]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Stored events older than this are deleted (`None`: kept forever).
+    pub retention: Option<Duration>,
+    /// Largest disk spool, in bytes.
+    pub spool_max_bytes: u64,
+    /// The alert rules.
+    pub alerts: Vec<AlertConfig>,
+}
+
+/// One `[[alert]]` rule, validated (the webhook may still name a variable).
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Name.
+    pub name: String,
+    /// Event action or prefix ending in `*`.
+    pub event: String,
+    /// Events that fire it.
+    pub threshold: usize,
+    /// Sliding window.
+    pub window: Duration,
+    /// Quiet time after firing.
+    pub cooldown: Duration,
+    /// What is counted separately.
+    pub group_by: crate::audit::alerts::GroupBy,
+    /// Where to post.
+    pub webhook: Option<Webhook>,
+}
+
+/// Where an alert posts.
+#[derive(Debug, Clone)]
+pub enum Webhook {
+    /// A URL written in the file.
+    Url(Uri),
+    /// The name of an environment variable holding the URL.
+    Env(String),
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// The plain-HTTP listener for `/metrics`, if any.
+    pub listen: Option<SocketAddr>,
+    /// Client networks allowed on it.
+    pub allow: Vec<IpNet>,
 }
 
 /// `[rate_limit]`, validated.

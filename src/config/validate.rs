@@ -23,9 +23,12 @@ use crate::gates::rate_limit::{CountMode, KeyPart, RateRule};
 use crate::gates::route::RouteTable;
 
 mod identity;
+mod monitoring;
 mod openapi;
 mod route;
 mod validation;
+
+pub use monitoring::webhook_url;
 
 /// Validates `[rate_limit]` (not its `default` list).
 fn validate_rate_limit(v: &mut Validator<'_>, raw: &FileConfig) -> RateLimitConfig {
@@ -118,18 +121,7 @@ pub(super) fn rate_rules(v: &mut Validator<'_>, sections: &[Spanned<RateRuleSect
             }
         };
         rule.exempt_roles = s.exempt_roles.clone().unwrap_or_default();
-        for network in s.exempt_networks.iter().flatten() {
-            match network
-                .get_ref()
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| network.get_ref().parse::<IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(net) => rule.exempt_networks.push(net),
-                Err(_) => {
-                    v.error(network, "`exempt_networks` entries must be addresses or networks like \"10.0.0.0/8\"")
-                }
-            }
-        }
+        rule.exempt_networks = v.networks(s.exempt_networks.as_deref().unwrap_or(&[]), "exempt_networks");
         rules.push(rule);
     }
     rules
@@ -209,6 +201,19 @@ impl Validator<'_> {
         }
     }
 
+    /// Addresses or networks (`10.0.0.0/8`, `::1`).
+    fn networks(&mut self, entries: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+        let mut networks = Vec::new();
+        for entry in entries {
+            let text = entry.get_ref();
+            match text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)) {
+                Ok(net) => networks.push(net),
+                Err(_) => self.error(entry, format!("`{key}`: `{text}` is not an IP address or CIDR range")),
+            }
+        }
+        networks
+    }
+
     fn addr(&mut self, value: Option<&Spanned<String>>, key: &str, default: &str) -> Option<SocketAddr> {
         let text = value.map_or(default, |v| v.get_ref().as_str());
         match text.parse::<SocketAddr>() {
@@ -251,6 +256,8 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     for section in &raw.openapi {
         routes.extend(openapi::import(&mut v, section, &raw, &defaults));
     }
+    let audit = monitoring::validate_audit(&mut v, &raw);
+    let metrics = monitoring::validate_metrics(&mut v, &raw);
     lint::lint_unchecked_bodies(&mut v, &routes);
     if let Err((pattern, message)) = RouteTable::check(&routes) {
         match raw.routes.iter().rev().find(|r| *r.get_ref().path.get_ref() == pattern) {
@@ -275,6 +282,8 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
         login,
         rate_limit,
         routes,
+        audit,
+        metrics,
         warnings,
         overrides: Vec::new(),
     })
@@ -309,15 +318,7 @@ fn validate_server(v: &mut Validator<'_>, raw: &FileConfig) -> ServerConfig {
             None
         }
     });
-    let mut trusted_proxies = Vec::new();
-    for entry in &s.trusted_proxies {
-        let text = entry.get_ref();
-        let parsed = text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => trusted_proxies.push(net),
-            Err(_) => v.error(entry, format!("`{text}` is not an IP address or CIDR range")),
-        }
-    }
+    let trusted_proxies = v.networks(&s.trusted_proxies, "server.trusted_proxies");
     let tls = s.tls.as_ref().map(|t| {
         for (value, key) in [(&t.cert, "cert"), (&t.key, "key")] {
             if !std::path::Path::new(value.get_ref()).is_file() {

@@ -251,7 +251,13 @@ impl Service<Request<Body>> for RouteDispatch {
                     }
                     Err(_) => return refuse(Reason::Internal),
                 }
-                Box::pin(self.builtin.clone().oneshot(request))
+                // Built-in paths are fixed, so they can name the route in logs and metrics.
+                let pattern = MatchedRoute(Arc::from(request.uri().path()));
+                Box::pin(self.builtin.clone().oneshot(request).map(move |outcome| {
+                    let mut response = outcome?;
+                    response.extensions_mut().insert(pattern);
+                    Ok(response)
+                }))
             }
             Match::Route { id, params } => {
                 let pattern = MatchedRoute(self.table.pattern(id));

@@ -83,6 +83,8 @@ pub struct ProxyTarget {
     preserve_host: bool,
     upstream_timeout: Duration,
     max_body: u64,
+    /// The route pattern, for metrics.
+    route: String,
 }
 
 impl ProxyTarget {
@@ -97,6 +99,7 @@ impl ProxyTarget {
             preserve_host: route.preserve_host,
             upstream_timeout: route.upstream_timeout,
             max_body: route.max_body,
+            route: route.pattern.clone(),
         }
     }
 }
@@ -222,18 +225,25 @@ async fn forward(
         (boxed(SentBody { inner: body, sent: sent.clone() }), Some(sent))
     };
     let upstream_request = Request::from_parts(parts, body);
+    let started = std::time::Instant::now();
+    let metrics = crate::metrics::global();
     let response = match tokio::time::timeout(target.upstream_timeout, client.request(upstream_request)).await {
         Err(_) if sent.is_some_and(|s| !s.load(Ordering::Relaxed)) => return Err(Reason::RequestTimeout),
-        Err(_) => return Err(Reason::GatewayTimeout),
+        Err(_) => {
+            metrics.upstream(&target.route, started.elapsed(), false);
+            return Err(Reason::GatewayTimeout);
+        }
         Ok(Err(error)) => {
             if let Some(reason) = body_error(&error, target.max_body) {
                 return Err(reason);
             }
+            metrics.upstream(&target.route, started.elapsed(), false);
             tracing::warn!(target: "portcullis::proxy", request_id, upstream = %target.upstream.authority, error = %error_chain(&error), "upstream request failed");
             return Err(Reason::BadGateway);
         }
         Ok(Ok(response)) => response,
     };
+    metrics.upstream(&target.route, started.elapsed(), true);
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, boxed(body)))

@@ -9,6 +9,7 @@
 //! (signals, certificate reload).
 
 pub mod listener;
+mod metrics_listener;
 pub mod redirect;
 pub mod tls;
 
@@ -22,10 +23,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Config;
+use crate::audit::SecurityEvent;
+use crate::audit::alerts::AlertRule;
 use crate::config::secrets::{
     BOOTSTRAP_ADMIN_PASSWORD, Environment, REDIS_PASSWORD, STORE_PASSWORD, SecretKind, read_secret,
 };
+use crate::config::{Config, Webhook};
 use crate::gates::rate_limit::store::{RateStores, RedisSettings};
 use crate::gates::shed::InFlight;
 use crate::identity::Identity;
@@ -44,7 +47,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.server.data_dir.display()))?;
-    let identity = Arc::new(open_identity(&config, env).await?);
+    let (identity, audit) = open_identity(&config, env, AuditRole::Server).await?;
+    let identity = Arc::new(identity);
     let store = identity.store().clone();
     let certificate = ReloadingCertificate::load(&config)?;
     let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone())?);
@@ -116,6 +120,11 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!(%warning, "configuration warning");
     }
+    if let Some(addr) = config.metrics.listen {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        tracing::info!(metrics = %listener.local_addr()?, "serving /metrics");
+        tokio::spawn(metrics_listener::serve(listener, config.metrics.allow.clone(), shared.clone()));
+    }
     tokio::spawn(reload_on_sighup(certificate, identity.clone()));
     tokio::spawn(keep_identity_fresh(identity.clone(), control_client));
 
@@ -130,6 +139,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         }
     })
     .await?;
+    audit.flush(Duration::from_secs(10)).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -262,10 +272,25 @@ fn rate_stores(config: &Config, env: &Environment) -> anyhow::Result<RateStores>
     RateStores::redis(settings, r.max_keys).map_err(anyhow::Error::msg)
 }
 
-/// Opens the store (applying migrations), loads the signing keys and makes
-/// the first administrator from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD` when the
-/// store has no user yet.
-pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result<Identity> {
+/// Who writes audit events in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditRole {
+    /// `portcullis serve`: its own spool, and the alert rules.
+    Server,
+    /// An administration command: a spool of its own, no alert rules (the
+    /// servers evaluate those).
+    Cli,
+}
+
+/// Opens the store (applying migrations), starts the audit writer (spooling
+/// to the data directory while the store is down), loads the signing keys
+/// and makes the first administrator from
+/// `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD` when the store has no user yet.
+pub async fn open_identity(
+    config: &Config,
+    env: &Environment,
+    role: AuditRole,
+) -> anyhow::Result<(Identity, crate::audit::AuditWriter)> {
     let store_password = read_secret(env, STORE_PASSWORD, SecretKind::Password)?;
     let store = Store::connect(&config.store.url, store_password.as_ref()).await.context("cannot open the store")?;
     match store.migrate().await {
@@ -276,6 +301,16 @@ pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result
         }
         Err(error) => return Err(error).context("cannot migrate the store"),
     }
+    let (spool_file, alerts) = match role {
+        AuditRole::Server => (crate::audit::spool::SPOOL_FILE, alert_rules(config, env)?),
+        AuditRole::Cli => (crate::audit::spool::CLI_SPOOL_FILE, Vec::new()),
+    };
+    let settings = crate::audit::AuditSettings {
+        retention: config.audit.retention,
+        spool_max_bytes: config.audit.spool_max_bytes,
+        alerts,
+    };
+    let audit = crate::audit::start(store.clone(), &config.server.data_dir, spool_file, settings)?;
     let grace = config.tokens.access_ttl + config.tokens.leeway + Duration::from_secs(60);
     let keys = Keys::load(env, &config.tokens.keys_dir, config.tokens.algorithm, grace)
         .context("cannot load the signing keys")?;
@@ -295,9 +330,41 @@ pub async fn open_identity(config: &Config, env: &Environment) -> anyhow::Result
             .add_user("admin", &password, &["admin".to_owned()])
             .await
             .context("cannot create the bootstrap administrator")?;
-        tracing::warn!(target: "audit", security = true, event.action = "user.bootstrap-admin", "created the first administrator `admin` from PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD");
+        crate::audit::emit_system(&SecurityEvent::BootstrapAdminCreated);
     }
-    Ok(identity)
+    Ok((identity, audit))
+}
+
+/// The `[[alert]]` rules, with webhook URLs from the environment where named.
+fn alert_rules(config: &Config, env: &Environment) -> anyhow::Result<Vec<AlertRule>> {
+    config
+        .audit
+        .alerts
+        .iter()
+        .map(|alert| {
+            let webhook = match &alert.webhook {
+                None => None,
+                Some(Webhook::Url(uri)) => Some(uri.clone()),
+                Some(Webhook::Env(name)) => {
+                    let text = env.var(name).with_context(|| {
+                        format!("the webhook of alert `{}` comes from {name}, which is not set", alert.name)
+                    })?;
+                    Some(crate::config::webhook_url(text).with_context(|| {
+                        format!("{name} (webhook of alert `{}`) is not an http or https URL", alert.name)
+                    })?)
+                }
+            };
+            Ok(AlertRule {
+                name: alert.name.clone(),
+                action: alert.event.clone(),
+                group_by: alert.group_by,
+                threshold: alert.threshold,
+                window: alert.window,
+                cooldown: alert.cooldown,
+                webhook,
+            })
+        })
+        .collect()
 }
 
 /// Reloads the key directory, the revocation list and external issuers'
@@ -327,9 +394,7 @@ async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::Upst
         }
         if round.is_multiple_of(2) {
             match identity.reload_keys() {
-                Ok(true) => {
-                    tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys changed")
-                }
+                Ok(true) => crate::audit::emit_system(&SecurityEvent::KeysReloaded),
                 Ok(false) => {}
                 Err(error) => tracing::error!(%error, "cannot reload the signing keys; keeping the current ones"),
             }
@@ -346,15 +411,11 @@ async fn reload_on_sighup(certificate: Arc<ReloadingCertificate>, identity: Arc<
         identity.expire_external_keys();
         identity.forget_verified_tokens();
         match identity.reload_keys() {
-            Ok(_) => {
-                tracing::info!(target: "audit", security = true, event.action = "key.ring-reloaded", "signing keys reloaded")
-            }
+            Ok(_) => crate::audit::emit_system(&SecurityEvent::KeysReloaded),
             Err(error) => tracing::error!(%error, "cannot reload the signing keys; keeping the current ones"),
         }
         match certificate.reload() {
-            Ok(()) => {
-                tracing::info!(target: "audit", security = true, event.action = "tls.certificate-reloaded", "TLS certificate reloaded")
-            }
+            Ok(()) => crate::audit::emit_system(&SecurityEvent::CertificateReloaded),
             Err(error) => {
                 tracing::error!(error = format!("{error:#}"), "TLS certificate reload failed; keeping the current one")
             }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod clients;
 pub mod revoked;
 pub mod tokens;

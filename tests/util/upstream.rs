@@ -23,6 +23,8 @@ pub struct Seen {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    /// The body as text (lossy).
+    pub body: String,
 }
 
 impl Seen {
@@ -93,7 +95,13 @@ async fn handle(
         Ok(body) => body.to_bytes(),
         Err(_) => return Ok(Response::builder().status(400).body(Full::new(Bytes::from("bad body"))).unwrap()),
     };
-    let seen = Seen { method: method.clone(), path: path.clone(), headers: headers.clone(), body_len: body.len() };
+    let seen = Seen {
+        method: method.clone(),
+        path: path.clone(),
+        headers: headers.clone(),
+        body_len: body.len(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
     record.lock().unwrap().push(seen);
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;

@@ -237,7 +237,9 @@ impl RateLimitLayer {
     /// still needs: its headers and the failure-only counts.
     #[allow(clippy::result_large_err, reason = "the answer is built only when refusing, and moved once")]
     fn admit(&self, indexes: &[usize], on_failure: Vec<Check>, outcomes: Outcomes) -> Result<Admitted, Response<Body>> {
+        let metrics = crate::metrics::global();
         let Ok(outcomes) = outcomes else {
+            metrics.rate_decision(self.store.backend(), "unavailable");
             return Err(Rejection::new(Reason::RateLimitUnavailable).into_response());
         };
         let policy = match indexes.len() == self.rules.len() {
@@ -246,11 +248,13 @@ impl RateLimitLayer {
         };
         let headers = RateHeaders::new(policy, indexes, &outcomes);
         if let Some(refused) = outcomes.iter().find(|o| !o.allowed) {
+            metrics.rate_decision(self.store.backend(), "limited");
             let mut response = Rejection::new(Reason::RateLimited { retry_after: refused.retry_after }).into_response();
             headers.write(&mut response);
             return Err(response);
         }
         // Admitted without the store (fail open): nothing to count later.
+        metrics.rate_decision(self.store.backend(), if outcomes.is_empty() { "unchecked" } else { "allowed" });
         let on_failure = if outcomes.is_empty() { Vec::new() } else { on_failure };
         Ok(Admitted { headers, on_failure, store: self.store.clone(), on_error: self.on_error })
     }

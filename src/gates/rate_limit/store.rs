@@ -99,6 +99,14 @@ pub enum RateStore {
 }
 
 impl RateStore {
+    /// `memory` or `redis`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Redis(_) => "redis",
+        }
+    }
+
     /// Decides `checks` for one request.
     pub fn decide(&self, checks: Vec<Check>, on_error: OnStoreError) -> Decision {
         match self {
@@ -161,10 +169,12 @@ impl StoreHealth {
 
     pub(super) fn failed(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().rate_limit_store_failures.inc();
     }
 
     pub(super) fn fell_back(&self) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().rate_limit_fallbacks.inc();
     }
 
     /// Marks the store down; true when it was up (the caller reports it once).
