@@ -54,7 +54,7 @@ pub fn init(config: &LogConfig, env: &Environment) {
 /// let buffer = Buffer::default();
 /// let subscriber = tracing_subscriber::fmt().event_format(portcullis::logging::EcsJson).with_writer(buffer.clone()).finish();
 /// tracing::subscriber::with_default(subscriber, || {
-///     tracing::warn!(target: "audit", client.ip = "192.0.2.1", event.action = "login.failure", "security event");
+///     tracing::warn!(target: "audit", security = true, event.action = "login.failure", "security event");
 /// });
 /// let line: serde_json::Value = serde_json::from_slice(&buffer.0.lock().unwrap()).unwrap();
 /// assert_eq!(line["event.action"], "login.failure");
