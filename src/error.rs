@@ -73,6 +73,12 @@ pub enum Reason {
         /// The requirement that failed (for the audit log only, never the client).
         rule: String,
     },
+    /// A cookie-authenticated unsafe request without a valid CSRF token or
+    /// from a foreign origin.
+    CsrfFailed {
+        /// The check that failed (for the audit log; the client gets a fixed text).
+        check: String,
+    },
     /// Login with a wrong username, password or a disabled account (one
     /// answer for all, so accounts cannot be enumerated).
     InvalidCredentials,
@@ -151,7 +157,7 @@ impl Reason {
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Self::UntrustedPeer | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::UntrustedPeer | Self::Forbidden { .. } | Self::CsrfFailed { .. } => StatusCode::FORBIDDEN,
             Self::InvalidCredentials | Self::InvalidRefreshToken | Self::FreshLoginRequired { .. } => {
                 StatusCode::UNAUTHORIZED
             }
@@ -186,6 +192,7 @@ impl Reason {
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::UntrustedPeer => "untrusted-peer",
             Self::Forbidden { .. } => "forbidden",
+            Self::CsrfFailed { .. } => "csrf-failed",
             Self::InvalidCredentials => "invalid-credentials",
             Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::FreshLoginRequired { .. } => "fresh-login-required",
@@ -224,6 +231,7 @@ impl Reason {
             | Self::InvalidRefreshToken
             | Self::FreshLoginRequired { .. } => "authn",
             Self::Forbidden { .. } => "authz",
+            Self::CsrfFailed { .. } => "csrf",
             Self::BadRequest { .. }
             | Self::MalformedJson { .. }
             | Self::InvalidParameters { .. }
@@ -252,6 +260,7 @@ impl Reason {
             Self::Unauthenticated { .. } => "Authentication required",
             Self::UntrustedPeer => "Plain HTTP is only accepted from trusted proxies",
             Self::Forbidden { .. } => "Forbidden",
+            Self::CsrfFailed { .. } => "Cross-site request refused",
             Self::InvalidCredentials => "Invalid credentials",
             Self::InvalidRefreshToken => "Invalid refresh token",
             Self::FreshLoginRequired { .. } => "Fresh login required",
@@ -288,6 +297,11 @@ impl Reason {
             Self::Unauthenticated { .. } => "Valid credentials are required for this route.".into(),
             Self::UntrustedPeer => "Connect over HTTPS.".into(),
             Self::Forbidden { .. } => "You may not do this.".into(),
+            Self::CsrfFailed { .. } => {
+                "A request authenticated by the session cookie must carry the session's CSRF token \
+                 (header X-CSRF-Token, from GET /auth/csrf) and come from an allowed origin."
+                    .into()
+            }
             Self::InvalidCredentials => "The username or password is wrong, or the account cannot log in.".into(),
             Self::InvalidRefreshToken => "The refresh token is not valid; log in again.".into(),
             Self::FreshLoginRequired { max_age } => {

@@ -18,17 +18,20 @@
 //!
 //! 1. CORS (when configured): answers preflights before authentication,
 //!    since browsers send them without credentials.
-//! 2. [`AuthnLayer`]: the route's auth mode (deny by default).
-//! 3. [`RateLimitLayer`]: the route's limits (429), after authentication so
+//! 2. [`SessionLayer`] (routes that authenticate): a browser session cookie
+//!    authenticates a request without `Authorization`; unsafe methods must
+//!    pass the CSRF checks (403).
+//! 3. [`AuthnLayer`]: the route's auth mode (deny by default).
+//! 4. [`RateLimitLayer`]: the route's limits (429), after authentication so
 //!    that `user` and `client` keys know the caller.
-//! 4. [`AuthzLayer`]: roles, scopes, the ownership rule (403).
-//! 5. [`BodyLimitLayer`]: the route's body limit, after authentication and
+//! 5. [`AuthzLayer`]: roles, scopes, the ownership rule (403).
+//! 6. [`BodyLimitLayer`]: the route's body limit, after authentication and
 //!    authorization, so a caller who may not call cannot make the gateway
 //!    read a body at all.
-//! 6. [`ValidateLayer`] (when the route has `validate`): path, query and
+//! 7. [`ValidateLayer`] (when the route has `validate`): path, query and
 //!    header schemas (400), the body's media type (415), JSON hygiene (400)
 //!    and schema (422); and the response filter on the way back.
-//! 7. [`Proxy`]: the upstream, with the caller's identity forwarded.
+//! 8. [`Proxy`]: the upstream, with the caller's identity forwarded.
 //!
 //! Built-in endpoints ([`crate::api`]) sit behind the shared gates with a
 //! 64 KiB body limit; they authenticate callers themselves where needed.
@@ -42,7 +45,7 @@ use tower::{Layer, ServiceBuilder};
 
 use crate::api;
 use crate::body::Body;
-use crate::config::{Config, RouteConfig};
+use crate::config::{AuthMode, Config, RouteConfig};
 use crate::gates::authn::AuthnLayer;
 use crate::gates::authz::AuthzLayer;
 use crate::gates::context::ContextLayer;
@@ -52,6 +55,7 @@ use crate::gates::path::PathLayer;
 use crate::gates::rate_limit::RateLimitLayer;
 use crate::gates::rate_limit::store::{RateStore, StoreHealth};
 use crate::gates::route::{RouteDispatch, RouteEntry, RouteService, RouteTable};
+use crate::gates::session::SessionLayer;
 use crate::gates::shed::{InFlight, LoadShedLayer};
 use crate::gates::validate::ValidateLayer;
 use crate::identity::Identity;
@@ -149,15 +153,24 @@ fn route_entry(
         )
     });
     let proxy = Proxy::new(client.clone(), ProxyTarget::new(route, identity.clone()));
-    let service: RouteService = BoxCloneSyncService::new(
+    let authenticated: RouteService = BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
             .layer(AuthnLayer::new(route.auth, route.fresh_within, identity.clone()))
             .option_layer(rate_limit)
             .layer(AuthzLayer::new(route.policy.clone()))
             .layer(BodyLimitLayer { max_body: route.max_body, body_timeout: config.limits.body_timeout })
             .option_layer(route.validation.clone().map(ValidateLayer))
             .service(proxy),
+    );
+    // Browser sessions (and their CSRF checks) on routes that authenticate.
+    let with_sessions = match route.auth {
+        AuthMode::None => authenticated,
+        _ => BoxCloneSyncService::new(SessionLayer::new(identity.clone()).layer(authenticated)),
+    };
+    let service: RouteService = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .option_layer(route.cors.as_ref().map(|cors| cors.layer(&route.methods)))
+            .service(with_sessions),
     );
     RouteEntry { service, headers: RouteHeaderPolicy(route.headers.clone()) }
 }

@@ -28,3 +28,5 @@ mod shared_limits;
 mod validation;
 // Security events in the log, the store and the metrics; redaction; store outage; alerts.
 mod monitoring;
+// Browser sessions and CSRF.
+mod sessions;

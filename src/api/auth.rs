@@ -18,6 +18,30 @@ use crate::identity::{AdminError, LoginFailure, RefreshFailure, TokenPair};
 struct Credentials {
     username: String,
     password: String,
+    /// A browser session (cookie) instead of tokens.
+    #[serde(default)]
+    session: bool,
+}
+
+/// Login credentials from JSON, or from an HTML form (which means a session).
+#[allow(clippy::result_large_err, reason = "the error is the response, returned at once on a cold path")]
+fn credentials(headers: &HeaderMap, body: &[u8]) -> Result<Credentials, Response> {
+    let form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form {
+        return json_body(headers, body);
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Form {
+        username: String,
+        password: String,
+    }
+    serde_urlencoded::from_bytes::<Form>(body)
+        .map(|f| Credentials { username: f.username, password: f.password, session: true })
+        .map_err(|_| refuse(Reason::BadRequest { detail: "The form needs exactly username and password.".into() }))
 }
 
 #[derive(Deserialize)]
@@ -50,17 +74,50 @@ fn loggable(username: &str) -> String {
     username.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
-/// `POST /auth/login` `{"username", "password"}`.
-pub(super) async fn login(State(api): State<Api>, caller: Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let credentials: Credentials = match json_body(&headers, &body) {
+/// `POST /auth/login` `{"username", "password"}` (tokens), with
+/// `"session": true` or as a form (a browser session cookie).
+pub(super) async fn login(
+    State(api): State<Api>,
+    caller: Caller,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let credentials = match credentials(&headers, &body) {
         Ok(c) => c,
         Err(response) => return response,
     };
+    if credentials.session {
+        if !api.identity.sessions().enabled {
+            return refuse(Reason::BadRequest { detail: "Browser sessions are turned off.".into() });
+        }
+        // Login CSRF: a foreign page must not log the browser into another account.
+        if let Err(reason) = crate::gates::csrf::check_origin(
+            crate::gates::csrf::request_host(&uri, &headers),
+            &headers,
+            &api.identity.sessions().allowed_origins,
+        ) {
+            return refuse(reason);
+        }
+    }
     let password = Secret::new(credentials.password);
-    match api.identity.login(&credentials.username, &password).await {
-        Ok((pair, user)) => {
+    let outcome = if credentials.session {
+        api.identity.check_password(&credentials.username, &password).await.map(|user| (None, user))
+    } else {
+        api.identity.login(&credentials.username, &password).await.map(|(pair, user)| (Some(pair), user))
+    };
+    match outcome {
+        Ok((Some(pair), user)) => {
             caller.emit(&SecurityEvent::LoginSucceeded, Some(&user.id));
             token_response(&pair)
+        }
+        Ok((None, user)) => {
+            if crate::store::users::record_login(api.identity.store(), &user.id, crate::store::now()).await.is_err() {
+                return refuse(Reason::Internal);
+            }
+            caller.emit(&SecurityEvent::LoginSucceeded, Some(&user.id));
+            caller.emit(&SecurityEvent::SessionStarted, Some(&user.id));
+            super::sessions::open(&api, &caller, &headers, &user).await
         }
         Err(LoginFailure::Internal) => refuse(Reason::Internal),
         Err(failure) => {
@@ -93,7 +150,13 @@ pub(super) async fn refresh(State(api): State<Api>, caller: Caller, headers: Hea
 
 /// `POST /auth/logout` `{"refresh_token"}` and/or a bearer token: revokes
 /// the refresh token's family and the access token.
-pub(super) async fn logout(State(api): State<Api>, caller: Caller, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn logout(
+    State(api): State<Api>,
+    caller: Caller,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: LogoutRequest = if body.is_empty() {
         LogoutRequest::default()
     } else {
@@ -103,6 +166,19 @@ pub(super) async fn logout(State(api): State<Api>, caller: Caller, headers: Head
         }
     };
     let mut subject = None;
+    let mut ended_session = false;
+    match super::sessions::session_of(&api, &http::Method::POST, &uri, &headers, None).await {
+        Ok(Some(active)) => {
+            let token = api.identity.sessions().cookie_value(&headers).unwrap_or_default();
+            if api.identity.end_session(token).await.is_err() {
+                return refuse(Reason::Internal);
+            }
+            subject = Some(active.claims.sub.clone());
+            ended_session = true;
+        }
+        Ok(None) => {}
+        Err(refusal) => return refusal,
+    }
     if let Some(token) = bearer_token(&headers)
         && let Ok(claims) = api.identity.verify(token)
     {
@@ -122,6 +198,14 @@ pub(super) async fn logout(State(api): State<Api>, caller: Caller, headers: Head
             error: Some("invalid_token"),
             check: "logout without a valid token".into(),
         });
+    }
+    if ended_session {
+        caller.emit(&SecurityEvent::SessionEnded, subject.as_deref());
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Some(clear) = super::sessions::clear_cookie(&api) {
+            response.headers_mut().insert(http::header::SET_COOKIE, clear);
+        }
+        return response;
     }
     caller.emit(&SecurityEvent::TokenRevoked, subject.as_deref());
     StatusCode::NO_CONTENT.into_response()

@@ -12,6 +12,7 @@ mod auth;
 mod health;
 pub mod metrics;
 mod oauth;
+mod sessions;
 mod wellknown;
 
 use std::net::IpAddr;
@@ -42,6 +43,9 @@ pub const BUILTIN_ROUTES: &[(&str, &[&str])] = &[
     ("/auth/logout", &["POST"]),
     ("/auth/me", &["GET", "HEAD"]),
     ("/auth/register", &["POST"]),
+    ("/auth/csrf", &["GET", "HEAD"]),
+    ("/auth/sessions", &["GET", "HEAD"]),
+    ("/auth/sessions/revoke", &["POST"]),
     ("/oauth/token", &["POST"]),
     ("/oauth/introspect", &["POST"]),
     ("/oauth/revoke", &["POST"]),
@@ -104,6 +108,9 @@ pub fn router(shared: &Shared) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
         .route("/auth/register", post(auth::register))
+        .route("/auth/csrf", get(sessions::csrf_token))
+        .route("/auth/sessions", get(sessions::list))
+        .route("/auth/sessions/revoke", post(sessions::revoke))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
@@ -123,7 +130,7 @@ fn refuse(reason: Reason) -> Response {
 /// Who is asking: request id and client address, for security events.
 pub(crate) struct Caller {
     request_id: String,
-    client_ip: Option<IpAddr>,
+    pub(crate) client_ip: Option<IpAddr>,
     path: String,
 }
 

@@ -74,6 +74,10 @@ pub enum SecurityEvent {
     ClientTokenIssued,
     /// A token was revoked (logout, `/oauth/revoke`).
     TokenRevoked,
+    /// A browser session began (password login with a session).
+    SessionStarted,
+    /// A browser session was ended (logout, by its user or an administrator).
+    SessionEnded,
     /// An account was created through `/auth/register`.
     UserRegistered,
     /// The first administrator was created from the bootstrap password.
@@ -157,6 +161,8 @@ impl SecurityEvent {
             Self::ClientAuthenticationFailed => "client.authentication-failed",
             Self::ClientTokenIssued => "client.token-issued",
             Self::TokenRevoked => "token.revoked",
+            Self::SessionStarted => "session.started",
+            Self::SessionEnded => "session.ended",
             Self::UserRegistered => "user.registered",
             Self::BootstrapAdminCreated => "user.bootstrap-admin",
             Self::KeysReloaded => "key.ring-reloaded",
@@ -181,6 +187,8 @@ impl SecurityEvent {
             | Self::LoginSucceeded
             | Self::ClientTokenIssued
             | Self::TokenRevoked
+            | Self::SessionStarted
+            | Self::SessionEnded
             | Self::UserRegistered
             | Self::RateLimitStoreRecovered
             | Self::AuditStoreRecovered { .. }
@@ -223,7 +231,9 @@ impl SecurityEvent {
             | Self::RefreshTokenReused { .. }
             | Self::ClientAuthenticationFailed
             | Self::ClientTokenIssued
-            | Self::TokenRevoked => "authentication",
+            | Self::TokenRevoked
+            | Self::SessionStarted
+            | Self::SessionEnded => "authentication",
             Self::Refused(
                 Reason::Unauthenticated { .. } | Reason::InvalidCredentials | Reason::InvalidRefreshToken,
             ) => "authentication",
@@ -276,6 +286,7 @@ impl SecurityEvent {
         match self {
             Self::Refused(Reason::Unauthenticated { check, .. }) => check.clone(),
             Self::Refused(Reason::Forbidden { rule }) => rule.clone(),
+            Self::Refused(Reason::CsrfFailed { check }) => check.clone(),
             Self::Refused(Reason::InvalidParameters { errors } | Reason::InvalidBody { errors }) => errors
                 .iter()
                 .map(|e| format!("{} {}", if e.pointer.is_empty() { "/" } else { &e.pointer }, e.rule))
@@ -293,6 +304,8 @@ impl SecurityEvent {
             Self::ClientAuthenticationFailed => "bad client id or secret".to_owned(),
             Self::ClientTokenIssued => "client credentials grant".to_owned(),
             Self::TokenRevoked => "revoked on request".to_owned(),
+            Self::SessionStarted => "browser session".to_owned(),
+            Self::SessionEnded => "session ended".to_owned(),
             Self::UserRegistered => "self-registration".to_owned(),
             Self::BootstrapAdminCreated => "created `admin` from PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD".to_owned(),
             Self::AdminAction { action, target } => format!("{action}: {target}"),

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<RouteSection>>,
     /// `[[openapi]]`: routes derived from OpenAPI specifications.
     pub openapi: Vec<Spanned<OpenApiSection>>,
+    /// `[sessions]`: browser sessions and CSRF.
+    pub sessions: SessionsSection,
     /// `[audit]`: the stored audit trail.
     pub audit: AuditSection,
     /// `[metrics]`: the Prometheus listener.
@@ -42,6 +44,25 @@ pub struct FileConfig {
     /// `[[alert]]`: thresholds on security events.
     #[serde(rename = "alert")]
     pub alerts: Vec<Spanned<AlertSection>>,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// Whether browser sessions exist (default true).
+    pub enabled: Option<bool>,
+    /// The cookie name; must start with `__Host-` (default `__Host-portcullis-session`).
+    pub cookie: Option<Spanned<String>>,
+    /// A session unused this long ends (default `30m`).
+    pub idle_timeout: Option<Spanned<String>>,
+    /// A session ends this long after login (default `12h`).
+    pub absolute_timeout: Option<Spanned<String>>,
+    /// `lax` (default) or `strict`.
+    pub same_site: Option<Spanned<String>>,
+    /// Origins allowed to send cookie-authenticated unsafe requests
+    /// (default: the request's own `https://<Host>`).
+    pub allowed_origins: Option<Vec<Spanned<String>>>,
 }
 
 /// `[audit]`.

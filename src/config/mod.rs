@@ -87,6 +87,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The Prometheus listener.
     pub metrics: MetricsConfig,
+    /// Browser sessions and CSRF.
+    pub sessions: crate::identity::sessions::SessionSettings,
     /// Warnings from the security lint.
     pub warnings: Vec<Diagnostic>,
     /// The `PORTCULLIS_*` overrides that were applied.

@@ -40,6 +40,7 @@ use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::{Reason, Rejection};
 use crate::gates::gate::{CheckRequest, Gate};
+use crate::gates::session::SessionRefused;
 use crate::identity::Identity;
 use crate::identity::tokens::AccessClaims;
 
@@ -66,9 +67,18 @@ impl AuthnLayer {
             return Ok(());
         }
         let presented = request.headers().get_all(header::AUTHORIZATION).iter().count();
+        let session = request.extensions().get::<Principal>().map(|p| p.0.clone());
         let claims = match (presented, bearer_token(request.headers())) {
+            // Authenticated by the session cookie (see `gates::session`).
+            (0, _) if session.is_some() => session.ok_or(Reason::Internal)?,
             (0, _) if self.mode == AuthMode::Optional => return Ok(()),
-            (0, _) => return Err(Reason::Unauthenticated { error: None, check: "no credentials presented".into() }),
+            (0, _) => {
+                let check = match request.extensions().get::<SessionRefused>() {
+                    Some(refused) => format!("session cookie: {}", refused.0),
+                    None => "no credentials presented".into(),
+                };
+                return Err(Reason::Unauthenticated { error: None, check });
+            }
             (_, None) => {
                 return Err(Reason::Unauthenticated {
                     error: Some("invalid_request"),

@@ -13,6 +13,7 @@ pub mod denylist;
 pub mod external;
 pub mod keys;
 pub mod password;
+pub mod sessions;
 pub mod shared_secret;
 pub mod tokens;
 pub mod username;
@@ -148,6 +149,7 @@ pub struct Identity {
     unknown_external_kid: tokio::sync::Notify,
     verified: cache::VerifiedTokens<AccessClaims>,
     refused: cache::VerifiedTokens<TokenError>,
+    sessions: sessions::SessionSettings,
 }
 
 /// Longest token whose refusal is remembered (bounds the refused cache's memory).
@@ -221,6 +223,7 @@ impl Identity {
             unknown_external_kid: tokio::sync::Notify::new(),
             verified: cache::VerifiedTokens::new(50_000),
             refused: cache::VerifiedTokens::new(10_000),
+            sessions: sessions::SessionSettings::default(),
         }
     }
 

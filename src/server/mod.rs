@@ -322,7 +322,8 @@ pub async fn open_identity(
     }
     let identity = Identity::new(store, Arc::new(keys), config.tokens.clone(), config.login.clone())
         .map_err(anyhow::Error::msg)?
-        .with_shared_secret_issuers(shared);
+        .with_shared_secret_issuers(shared)
+        .with_sessions(config.sessions.clone());
     if let Some(password) = read_secret(env, BOOTSTRAP_ADMIN_PASSWORD, SecretKind::Password)?
         && crate::store::users::count(identity.store()).await.unwrap_or(1) == 0
     {

@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod clients;
 pub mod revoked;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

@@ -11,6 +11,7 @@ use crate::config::file::{AlertSection, FileConfig};
 use crate::config::units::parse_size;
 use crate::config::{AlertConfig, AuditConfig, MetricsConfig, Webhook};
 use crate::gates::headers::OFF;
+use crate::identity::sessions::SessionSettings;
 
 /// Default retention of stored events.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
@@ -116,4 +117,56 @@ pub(super) fn validate_metrics(v: &mut Validator<'_>, raw: &FileConfig) -> Metri
         Some(entries) => v.networks(entries, "metrics.allow"),
     };
     MetricsConfig { listen, allow }
+}
+
+pub(super) fn validate_sessions(v: &mut Validator<'_>, raw: &FileConfig) -> SessionSettings {
+    let s = &raw.sessions;
+    let defaults = SessionSettings::default();
+    let cookie = match s.cookie.as_ref() {
+        None => defaults.cookie.clone(),
+        Some(value) => {
+            let name = value.get_ref();
+            let valid = name.starts_with("__Host-")
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            if !valid {
+                v.error(value, "`sessions.cookie` must start with `__Host-` and use only letters, digits, - and _");
+            }
+            name.clone()
+        }
+    };
+    let idle_timeout = v.duration(s.idle_timeout.as_ref(), "sessions.idle_timeout", defaults.idle_timeout);
+    let absolute_timeout =
+        v.duration(s.absolute_timeout.as_ref(), "sessions.absolute_timeout", defaults.absolute_timeout);
+    let same_site = match s.same_site.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "lax")) => "Lax",
+        Some((_, "strict")) => "Strict",
+        Some((value, _)) => {
+            v.error(
+                value,
+                "`sessions.same_site` must be \"lax\" or \"strict\" (None would send the cookie cross-site)",
+            );
+            "Lax"
+        }
+    };
+    let mut allowed_origins = Vec::new();
+    for origin in s.allowed_origins.iter().flatten() {
+        match origin.get_ref().parse::<Uri>() {
+            Ok(uri) if uri.scheme() == Some(&Scheme::HTTPS) && uri.host().is_some() && uri.path() == "/" => {
+                allowed_origins.push(origin.get_ref().trim_end_matches('/').to_owned());
+            }
+            _ => v.error(
+                origin,
+                "`sessions.allowed_origins` entries must be https origins like \"https://app.example.com\"",
+            ),
+        }
+    }
+    SessionSettings {
+        enabled: s.enabled.unwrap_or(true),
+        cookie,
+        idle_timeout,
+        absolute_timeout,
+        same_site,
+        allowed_origins,
+    }
 }
