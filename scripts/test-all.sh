@@ -9,7 +9,8 @@
 # PostgreSQL is started on a free port in a temporary directory unless
 # TEST_POSTGRES_URL names one (a server where the user may
 # CREATE DATABASE); redis-server is installed if missing (each Redis test
-# starts its own on a free port, and stops and restarts it for outages).
+# starts its own on a free port, and stops and restarts it for outages);
+# so are Debian's chromium and chromium-driver (the admin panel's tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +21,8 @@ cleanup() { for c in "${CLEANUP[@]}"; do eval "$c" || true; done; }
 trap cleanup EXIT
 
 ensure_postgres() {
-  if [ -n "${TEST_POSTGRES_URL:-}" ]; then
-    echo "using PostgreSQL at the given TEST_POSTGRES_URL"
-    return
-  fi
+  # The server binaries are needed either way: the store-outage test runs a
+  # private cluster it can stop and restart.
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
@@ -31,6 +30,10 @@ ensure_postgres() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  if [ -n "${TEST_POSTGRES_URL:-}" ]; then
+    echo "using PostgreSQL at the given TEST_POSTGRES_URL"
+    return
   fi
   local dir port run=()
   dir=$(mktemp -d /tmp/portcullis-pg.XXXXXX)
@@ -69,6 +72,18 @@ ensure_redis() {
   echo "using $("${REDIS_SERVER:-redis-server}" --version | cut -d' ' -f1-3)"
 }
 ensure_redis
+
+ensure_chromium() {
+  # The admin panel is tested in real headless Chromium through WebDriver:
+  # Debian's chromium and chromium-driver (the tests never download a browser).
+  if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ] || ! command -v "${CHROMEDRIVER:-chromedriver}" >/dev/null; then
+    echo "installing chromium and chromium-driver"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  fi
+  echo "using $("${CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | head -n 1)"
+}
+ensure_chromium
 
 ensure_flask_example() {
   local venv=examples/flask-upstream/.venv

@@ -103,6 +103,8 @@ pub struct Metrics {
     pub audit_events_written: Counter,
     /// Events that could not be kept.
     pub audit_events_lost: Counter,
+    /// Requests answered since start (for the admin dashboard).
+    answered: std::sync::atomic::AtomicU64,
 }
 
 fn latency_histogram() -> Histogram {
@@ -141,6 +143,7 @@ impl Metrics {
             audit_spool_bytes: Gauge::default(),
             audit_events_written: Counter::default(),
             audit_events_lost: Counter::default(),
+            answered: std::sync::atomic::AtomicU64::new(0),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -191,11 +194,17 @@ impl Metrics {
 
     /// Counts one answered request.
     pub fn request(&self, route: Option<&str>, method: &str, status: u16, elapsed: Duration) {
+        self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let route = route.unwrap_or("unmatched");
         self.requests
             .get_or_create(&RequestLabels { route: route.to_owned(), method: method_label(method), status })
             .inc();
         self.request_seconds.get_or_create(&RouteLabels { route: route.to_owned() }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Requests answered by this process since it started.
+    pub fn requests_answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records one upstream exchange (`ok`: the upstream answered).

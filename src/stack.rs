@@ -92,6 +92,8 @@ pub struct Shared {
     pub rate_health: Arc<StoreHealth>,
     /// The requests in progress in this process (load shedding).
     pub in_flight: InFlight,
+    /// The configuration (shown, secrets-free, by the admin panel).
+    pub config: Arc<Config>,
 }
 
 /// The full gateway: every gate, the routes and the built-in endpoints.

@@ -30,3 +30,5 @@ mod validation;
 mod monitoring;
 // Browser sessions and CSRF.
 mod sessions;
+// The admin panel in headless Chromium.
+mod admin_panel;

@@ -27,7 +27,7 @@ pub async fn render(shared: &Shared) -> Response {
         in_flight: i64::try_from(shared.in_flight.current()).unwrap_or(i64::MAX),
         rate_limit_store_up: i64::from(shared.rate_health.status().up),
         store_up: i64::from(matches!(store_up, Ok(Ok(())))),
-        active_sessions: None,
+        active_sessions: crate::store::sessions::count_live(shared.identity.store(), crate::store::now()).await.ok(),
     };
     let mut response = crate::metrics::global().render(&gauges).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

@@ -52,11 +52,15 @@ pub const BUILTIN_ROUTES: &[(&str, &[&str])] = &[
     ("/.well-known/jwks.json", &["GET", "HEAD"]),
     ("/.well-known/openid-configuration", &["GET", "HEAD"]),
     ("/metrics", &["GET", "HEAD"]),
-    ("/admin/api/events", &["GET", "HEAD"]),
+    ("/openapi.json", &["GET", "HEAD"]),
 ];
 
+/// Everything under this prefix (and `/admin` itself) is the admin panel
+/// and its API, routed by [`admin`].
+pub const ADMIN_PREFIX: &str = "/admin/";
+
 /// Endpoints where credentials are tried: `[login] rate_limit` applies.
-pub const CREDENTIAL_ENDPOINTS: &[&str] = &["/auth/login", "/auth/register", "/oauth/token"];
+pub const CREDENTIAL_ENDPOINTS: &[&str] = &["/auth/login", "/auth/register", "/oauth/token", "/admin/login"];
 
 /// Sends requests for `paths` to one service and the rest to another.
 #[derive(Clone)]
@@ -117,9 +121,17 @@ pub fn router(shared: &Shared) -> Router {
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/.well-known/openid-configuration", get(wellknown::openid_configuration))
         .route("/metrics", get(metrics::metrics))
-        .route("/admin/api/events", get(admin::events))
+        .route("/openapi.json", get(openapi))
+        .merge(admin::router())
         .fallback(|| async { refuse(Reason::NotFound) })
         .with_state(Api { identity: shared.identity.clone(), shared: shared.clone() })
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 description of these endpoints.
+async fn openapi() -> Response {
+    let mut response = include_str!("openapi.json").into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// A refusal as an axum response (rendered by the context gate).

@@ -124,7 +124,7 @@ pub(super) async fn list(State(api): State<Api>, uri: Uri, headers: HeaderMap) -
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    match crate::store::sessions::live_for_user(api.identity.store(), &user_id, crate::store::now()).await {
+    match api.identity.live_sessions(&user_id).await {
         Ok(sessions) => {
             let sessions: Vec<_> = sessions
                 .into_iter()

@@ -95,6 +95,15 @@ impl Default for HeaderPolicy {
 }
 
 impl HeaderPolicy {
+    /// This policy with header `name` set to `value` (replacing it).
+    #[must_use]
+    pub fn with_header(&self, name: HeaderName, value: HeaderValue) -> Self {
+        let mut policy = self.clone();
+        policy.set.retain(|(n, _)| *n != name);
+        policy.set.push((name, value));
+        policy
+    }
+
     /// Applies the policy. `credentialed` is true when the request carried
     /// credentials or the response sets a cookie.
     pub fn apply(&self, headers: &mut HeaderMap, credentialed: bool) {

@@ -124,6 +124,10 @@ impl RouteTable {
 
     /// Finds what answers `method` on the canonical `path`.
     pub fn find(&self, method: &Method, path: &str) -> Match {
+        if path == "/admin" || path.starts_with(crate::api::ADMIN_PREFIX) {
+            // The admin router answers its own 404 and 405.
+            return Match::Builtin;
+        }
         if let Some((_, methods)) = crate::api::BUILTIN_ROUTES.iter().find(|(p, _)| *p == path) {
             return if methods.contains(&method.as_str()) {
                 Match::Builtin
@@ -251,8 +255,13 @@ impl Service<Request<Body>> for RouteDispatch {
                     }
                     Err(_) => return refuse(Reason::Internal),
                 }
-                // Built-in paths are fixed, so they can name the route in logs and metrics.
-                let pattern = MatchedRoute(Arc::from(request.uri().path()));
+                // Built-in paths are fixed, so they can name the route in logs
+                // and metrics; admin pages (with names in their paths) share one.
+                let path = request.uri().path();
+                let pattern = match path.starts_with(crate::api::ADMIN_PREFIX) {
+                    true => MatchedRoute(Arc::from("/admin/*")),
+                    false => MatchedRoute(Arc::from(path)),
+                };
                 Box::pin(self.builtin.clone().oneshot(request).map(move |outcome| {
                     let mut response = outcome?;
                     response.extensions_mut().insert(pattern);

@@ -128,7 +128,7 @@ fn admit(
 }
 
 /// Removes cookie `name` from the `Cookie` header(s), keeping the others.
-fn remove_cookie(headers: &mut http::HeaderMap, name: &str) {
+pub fn remove_cookie(headers: &mut http::HeaderMap, name: &str) {
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()

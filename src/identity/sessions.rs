@@ -184,6 +184,18 @@ impl Identity {
         Ok(ActiveSession { record, claims: Arc::new(claims) })
     }
 
+    /// The sessions of `user_id` that still work (the user's own tokens
+    /// cut-off included).
+    pub async fn live_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let now = crate::store::now();
+        let cutoff =
+            crate::store::users::find_by_id(&self.store, user_id).await?.map_or(i64::MAX, |u| u.tokens_valid_after);
+        let sessions =
+            crate::store::sessions::live_for_user(&self.store, user_id, now, now - seconds(self.sessions.idle_timeout))
+                .await?;
+        Ok(sessions.into_iter().filter(|s| s.created_at >= cutoff).collect())
+    }
+
     /// Ends the session behind cookie value `token`; returns its user.
     pub async fn end_session(&self, token: &str) -> Result<Option<String>, StoreError> {
         let Some(record) = crate::store::sessions::find_by_hash(&self.store, &hash_opaque(token)).await? else {

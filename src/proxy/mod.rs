@@ -183,6 +183,8 @@ async fn forward(
     parts.uri = upstream_uri(&target.upstream, target.strip_prefix.as_deref(), &forward_path, parts.uri.query())
         .ok_or(Reason::Internal)?;
     headers::remove_hop_by_hop_and_gateway_owned(&mut parts.headers);
+    // Portcullis's session cookie is never the upstream's business (on any route).
+    crate::gates::session::remove_cookie(&mut parts.headers, &target.identity.sessions().cookie);
     let caller = parts.extensions.get::<Principal>().map(|p| p.0.clone());
     identity::forward(&mut parts.headers, caller.as_deref(), &target.forward, target.authenticated, &target.identity)
         .map_err(|_| Reason::Internal)?;

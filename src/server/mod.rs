@@ -54,10 +54,12 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone())?);
     // Build one stack up front so that a bad route table stops start-up here.
     let rates = rate_stores(&config, env)?;
+    let config = Arc::new(config);
     let shared = Shared {
         identity: identity.clone(),
         rate_health: rates.health(),
         in_flight: InFlight::new(config.limits.max_in_flight),
+        config: config.clone(),
     };
     let rate_store = rates.for_this_thread().map_err(anyhow::Error::msg)?;
     stack::gateway(&config, &shared, &upstream_client(Duration::from_secs(30)), &rate_store)
@@ -78,7 +80,6 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         (Some(_), true) => "gateway for trusted proxies only",
     };
 
-    let config = Arc::new(config);
     let policy = ConnectionPolicy {
         slots: Arc::new(Semaphore::new(config.limits.max_connections)),
         limits: config.limits.clone(),
@@ -391,6 +392,10 @@ async fn keep_identity_fresh(identity: Arc<Identity>, client: crate::proxy::Upst
             // Hourly (and at start): drop refresh tokens long expired.
             if let Err(error) = identity.purge_expired().await {
                 tracing::warn!(%error, "cannot purge expired refresh tokens");
+            }
+            // Sessions ended more than a day ago.
+            if let Err(error) = crate::store::sessions::purge(identity.store(), crate::store::now() - 86_400).await {
+                tracing::warn!(%error, "cannot purge ended sessions");
             }
         }
         if round.is_multiple_of(2) {

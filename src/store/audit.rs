@@ -178,3 +178,31 @@ pub async fn count(store: &Store, action: Option<&str>) -> Result<i64, StoreErro
     };
     Ok(count)
 }
+
+/// Events per action since `since` (unix milliseconds).
+pub async fn count_by_action(store: &Store, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as("SELECT action, COUNT(*) FROM audit_events WHERE at >= $1 GROUP BY action")
+        .bind(since)
+        .fetch_all(store.pool())
+        .await?)
+}
+
+/// Events per time bucket of `bucket_ms` and action since `since`: the
+/// bucket is `at / bucket_ms`.
+pub async fn count_by_bucket(store: &Store, since: i64, bucket_ms: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT at / $2 AS bucket, action, COUNT(*) FROM audit_events WHERE at >= $1 GROUP BY at / $2, action",
+    )
+    .bind(since)
+    .bind(bucket_ms)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// One event by id.
+pub async fn find(store: &Store, id: &str) -> Result<Option<EventRecord>, StoreError> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {} FROM audit_events WHERE id = $1", COLUMNS.join(", "))))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?)
+}

@@ -88,14 +88,21 @@ pub async fn revoke(store: &Store, id: &str, user_id: Option<&str>, now: i64) ->
     Ok(result.rows_affected() > 0)
 }
 
-/// The live sessions of `user_id`, newest first.
-pub async fn live_for_user(store: &Store, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
+/// The live sessions of `user_id` (not ended, not past their absolute end,
+/// used after `active_since`), newest first.
+pub async fn live_for_user(
+    store: &Store,
+    user_id: &str,
+    now: i64,
+    active_since: i64,
+) -> Result<Vec<SessionRecord>, StoreError> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
-         ORDER BY created_at DESC LIMIT 100"
+         AND last_seen_at > $3 ORDER BY created_at DESC LIMIT 100"
     )))
     .bind(user_id)
     .bind(now)
+    .bind(active_since)
     .fetch_all(store.pool())
     .await?)
 }

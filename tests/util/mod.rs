@@ -1,6 +1,7 @@
 //! Test harness: start the real binary, a real upstream, and clients.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod postgres;
 pub mod redis;
 pub mod upstream;

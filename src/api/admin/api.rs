@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
-use super::{Api, bearer_token, no_store_json, refuse};
+use crate::api::{Api, bearer_token, no_store_json, refuse};
 use crate::error::Reason;
 use crate::identity::tokens::AccessClaims;
 use crate::store::audit::EventFilter;
@@ -20,7 +20,7 @@ pub(crate) const ADMIN_ROLE: &str = "admin";
 
 /// The caller's claims when they are an administrator, or the refusal.
 #[allow(clippy::result_large_err, reason = "the error is the response, returned at once on a cold path")]
-pub(super) fn require_admin(api: &Api, headers: &HeaderMap) -> Result<std::sync::Arc<AccessClaims>, Response> {
+pub(in crate::api) fn require_admin(api: &Api, headers: &HeaderMap) -> Result<std::sync::Arc<AccessClaims>, Response> {
     let Some(token) = bearer_token(headers) else {
         return Err(refuse(Reason::Unauthenticated { error: None, check: "no bearer token".into() }));
     };
@@ -35,7 +35,7 @@ pub(super) fn require_admin(api: &Api, headers: &HeaderMap) -> Result<std::sync:
     }
 }
 
-pub(super) async fn events(
+pub(in crate::api) async fn events(
     State(api): State<Api>,
     headers: HeaderMap,
     query: Result<Query<EventFilter>, QueryRejection>,
