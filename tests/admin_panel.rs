@@ -67,13 +67,17 @@ async fn an_administrator_manages_users_sessions_and_finds_the_events_in_chromiu
     let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
     assert!(!cookies.as_str().unwrap_or("").contains("portcullis-session"), "{cookies}");
 
+    // A link cannot make the panel say something.
+    c.goto(&server.url("/admin/users?done=Your+account+is+suspended")).await.unwrap();
+    assert!(!page_text(&browser).await.contains("suspended"));
+
     // Create a user.
     c.goto(&server.url("/admin/users")).await.unwrap();
     c.find(Locator::Id("new-username")).await.unwrap().send_keys("dave").await.unwrap();
     c.find(Locator::Id("new-password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     submit(&browser, "form[method=post][action='/admin/users']").await;
-    let text = wait_for_text(&browser, "Created dave.").await;
-    assert!(text.contains("Created dave."), "{text}");
+    let text = wait_for_text(&browser, "User created.").await;
+    assert!(text.contains("User created.") && text.contains("User dave"), "{text}");
 
     // Change roles.
     let roles = c.find(Locator::Id("roles")).await.unwrap();
@@ -296,7 +300,7 @@ async fn the_json_admin_api_does_what_the_panel_does() {
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/admin/login");
     let wrong_method = client.delete(server.url("/admin/users")).send().await.unwrap();
-    assert_eq!(wrong_method.status(), 405);
+    crate::util::problem(wrong_method, 405, "method-not-allowed").await;
 }
 
 #[tokio::test]

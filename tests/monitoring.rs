@@ -402,3 +402,37 @@ fn alert_and_audit_settings_are_checked() {
         assert!(out.contains(expected), "{expected} not reported:\n{out}");
     }
 }
+
+#[tokio::test]
+async fn high_severity_events_reach_sentry_without_secrets() {
+    let sentry = Upstream::start().await;
+    let dsn = format!("http://0123456789abcdef@{}/42", sentry.addr);
+    let server = Portcullis::start(TEST_SERVER, &[("PORTCULLIS_SENTRY_DSN", &dsn)]);
+    let refused = server
+        .client()
+        .get(server.url("/a%2Fadmin?api_key=QuErYsEcReT"))
+        .header("authorization", "Bearer SeCrEtBeArErToKeN")
+        .header("cookie", "sid=SeCrEtCoOkIe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    // A low-severity event is not sent.
+    assert_eq!(server.client().get(server.url("/nothing")).send().await.unwrap().status(), 404);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sentry.requests().is_empty() {
+        assert!(Instant::now() < deadline, "nothing reached Sentry:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts = sentry.requests();
+    assert_eq!(posts.len(), 1, "only the high-severity event");
+    assert_eq!(posts[0].path, "/api/42/envelope/");
+    assert!(posts[0].header("x-sentry-auth").is_some_and(|a| a.contains("sentry_key=0123456789abcdef")));
+    let body = &posts[0].body;
+    assert!(body.contains("request.bad-path"), "{body}");
+    for secret in ["QuErYsEcReT", "SeCrEtBeArErToKeN", "SeCrEtCoOkIe"] {
+        assert!(!body.contains(secret), "{secret} reached Sentry");
+    }
+    assert!(!server.logs().contains("0123456789abcdef"), "the DSN is never logged");
+}

@@ -8,7 +8,9 @@
 //! 3. unless flood sampling holds it back ([`sampler`]), writes it to the
 //!    `audit` log target with ECS field names and hands it to the store
 //!    writer ([`writer`]), which batches it into the `audit_events` table,
-//!    or into the disk spool ([`spool`]) while the store is down.
+//!    or into the disk spool ([`spool`]) while the store is down; and, when
+//!    `PORTCULLIS_SENTRY_DSN` is set and it is high severity, to Sentry
+//!    ([`sentry`]).
 //!
 //! Events never carry credentials, cookies, bodies or query strings: only
 //! the request id, client address, method, canonical path, route, the user
@@ -26,6 +28,7 @@ pub mod alerts;
 mod event;
 pub mod record;
 mod sampler;
+pub mod sentry;
 pub mod spool;
 mod writer;
 
@@ -196,6 +199,7 @@ fn write(record: EventRecord, severity: EventSeverity) {
         labels.severity = severity.as_str(),
         "security event"
     );
+    sentry::report(&record, severity);
     if let Some(sink) = SINK.get()
         && sink.sender.try_send(Message::Event(Box::new(record))).is_err()
     {

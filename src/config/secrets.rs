@@ -33,10 +33,13 @@ pub const SIGNING_KEY_PREVIOUS: &str = "PORTCULLIS_SIGNING_KEY_PREVIOUS";
 /// The first administrator's password, used once when the store has no user.
 pub const BOOTSTRAP_ADMIN_PASSWORD: &str = "PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD";
 
+/// The Sentry DSN: high-severity events go to Sentry when it is set.
+pub const SENTRY_DSN: &str = "PORTCULLIS_SENTRY_DSN";
+
 /// Every secret variable Portcullis knows. None of them is ever a
 /// configuration override, and their values are never logged.
 pub const ALL_SECRETS: &[&str] =
-    &[STORE_PASSWORD, SIGNING_KEY, SIGNING_KEY_PREVIOUS, BOOTSTRAP_ADMIN_PASSWORD, REDIS_PASSWORD];
+    &[STORE_PASSWORD, SIGNING_KEY, SIGNING_KEY_PREVIOUS, BOOTSTRAP_ADMIN_PASSWORD, REDIS_PASSWORD, SENTRY_DSN];
 
 /// A secret value. Printing it shows `[redacted]`.
 #[derive(Clone)]

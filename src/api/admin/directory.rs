@@ -72,11 +72,14 @@ pub(super) async fn users(State(api): State<Api>, uri: Uri, headers: HeaderMap) 
     html(&api, StatusCode::OK, &page)
 }
 
-/// Why an administrative change failed, for the page.
-fn failure(error: &AdminError) -> Option<String> {
+/// The outcome code of a refused change (`None`: an internal failure).
+fn failure(error: &AdminError) -> Option<&'static str> {
     match error {
-        AdminError::Internal(_) => None,
-        other => Some(other.to_string()),
+        AdminError::Internal(_) | AdminError::NotFound(_) => None,
+        AdminError::Taken => Some("taken"),
+        AdminError::Username(_) => Some("username"),
+        AdminError::Policy(_) => Some("policy"),
+        AdminError::BadName(_) => Some("name"),
     }
 }
 
@@ -99,10 +102,10 @@ pub(super) async fn create_user(
     match api.identity.add_user(form.field("username"), &password, &roles_of(form.field("roles"))).await {
         Ok(user) => {
             form.admin.record(&caller, "user-created", &user.username);
-            done(&format!("/admin/users/{}", user.username), &format!("Created {}.", user.display_name))
+            done(&format!("/admin/users/{}", user.username), "created")
         }
         Err(error) => match failure(&error) {
-            Some(message) => done("/admin/users", &format!("Not created: {message}")),
+            Some(code) => done("/admin/users", code),
             None => refuse(Reason::Internal),
         },
     }
@@ -183,14 +186,14 @@ pub(super) async fn change_user(
     };
     let identity = &api.identity;
     let (outcome, event, notice) = match action.as_str() {
-        "roles" => (identity.set_roles(&name, &roles_of(form.field("roles"))).await, "roles-changed", "Roles saved."),
+        "roles" => (identity.set_roles(&name, &roles_of(form.field("roles"))).await, "roles-changed", "roles"),
         "password" => {
             let password = Secret::new(form.field("password").to_owned());
-            (identity.set_password(&name, &password).await, "password-reset", "Password reset; sessions ended.")
+            (identity.set_password(&name, &password).await, "password-reset", "password")
         }
-        "disable" => (identity.disable(&name).await, "user-disabled", "Disabled; tokens and sessions stop working."),
-        "enable" => (identity.enable(&name).await, "user-enabled", "Enabled."),
-        "unlock" => (identity.unlock(&name).await, "user-unlocked", "Unlocked."),
+        "disable" => (identity.disable(&name).await, "user-disabled", "disabled"),
+        "enable" => (identity.enable(&name).await, "user-enabled", "enabled"),
+        "unlock" => (identity.unlock(&name).await, "user-unlocked", "unlocked"),
         _ => return refuse(Reason::NotFound),
     };
     let page = format!("/admin/users/{name}");
@@ -204,7 +207,7 @@ pub(super) async fn change_user(
         }
         Err(AdminError::NotFound(_)) => refuse(Reason::NotFound),
         Err(error) => match failure(&error) {
-            Some(message) => done(&page, &format!("Not changed: {message}")),
+            Some(code) => done(&page, code),
             None => refuse(Reason::Internal),
         },
     }
@@ -226,7 +229,8 @@ pub(super) async fn revoke_tokens(
     match crate::store::tokens::revoke_user(api.identity.store(), &user.id, crate::store::now()).await {
         Ok(count) => {
             form.admin.record(&caller, "refresh-tokens-revoked", &name);
-            done(&format!("/admin/users/{name}"), &format!("Revoked {count} refresh tokens."))
+            tracing::info!(count, "refresh tokens revoked from the admin panel");
+            done(&format!("/admin/users/{name}"), "tokens")
         }
         Err(_) => refuse(Reason::Internal),
     }
@@ -249,7 +253,7 @@ pub(super) async fn end_session(
         Ok(true) => {
             form.admin.record(&caller, "session-ended", &name);
             caller.emit(&SecurityEvent::SessionEnded, Some(&user.id));
-            done(&format!("/admin/users/{name}"), "Session ended.")
+            done(&format!("/admin/users/{name}"), "session")
         }
         Ok(false) => refuse(Reason::NotFound),
         Err(_) => refuse(Reason::Internal),
@@ -315,7 +319,7 @@ pub(super) async fn create_client(
             clients_page(&api, &form.admin, &uri, Some((id, secret))).await
         }
         Err(error) => match failure(&error) {
-            Some(message) => done("/admin/clients", &format!("Not added: {message}")),
+            Some(code) => done("/admin/clients", code),
             None => refuse(Reason::Internal),
         },
     }
@@ -336,7 +340,7 @@ pub(super) async fn remove_client(
     match crate::store::clients::remove(api.identity.store(), &id).await {
         Ok(true) => {
             form.admin.record(&caller, "client-removed", &id);
-            done("/admin/clients", &format!("Removed {id}."))
+            done("/admin/clients", "client-removed")
         }
         Ok(false) => refuse(Reason::NotFound),
         Err(_) => refuse(Reason::Internal),
@@ -393,11 +397,11 @@ pub(super) async fn rotate_key(
     match api.identity.keys().rotate() {
         Ok(kid) => {
             form.admin.record(&caller, "key-rotated", &kid);
-            done("/admin/keys", &format!("New signing key {kid}."))
+            done("/admin/keys", "key-rotated")
         }
         Err(error) => {
             tracing::error!(%error, "cannot rotate the signing key");
-            done("/admin/keys", "The key could not be rotated (see the log).")
+            done("/admin/keys", "key-failed")
         }
     }
 }

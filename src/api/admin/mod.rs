@@ -64,6 +64,7 @@ pub(super) fn router() -> Router<Api> {
         .route("/admin/api/clients/{id}/remove", post(json::remove_client))
         .route("/admin/api/keys", get(json::keys))
         .route("/admin/api/keys/rotate", post(json::rotate_key))
+        .method_not_allowed_fallback(|| async { refuse(Reason::MethodNotAllowed { allowed: Vec::new() }) })
 }
 
 async fn stylesheet() -> Response {
@@ -104,15 +105,20 @@ pub(super) struct Admin {
 impl Admin {
     /// The frame of page `page`, with the `done` notice of a redirect.
     fn frame(&self, page: &'static str, uri: &Uri) -> Frame {
-        let notice = uri
+        let outcome = uri
             .query()
             .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
             .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "done").map(|(_, v)| v))
-            .map(|v| v.chars().filter(|c| !c.is_control()).take(200).collect());
+            .and_then(|code| outcome_message(&code));
+        let (notice, error) = match outcome {
+            Some((false, text)) => (Some(text.to_owned()), None),
+            Some((true, text)) => (None, Some(text.to_owned())),
+            None => (None, None),
+        };
         Frame {
             nav: Some(Nav { page, username: self.username().to_owned(), csrf: self.csrf().to_owned() }),
             notice,
-            error: None,
+            error,
         }
     }
 
@@ -223,10 +229,35 @@ fn see_other(location: &str) -> Response {
     response
 }
 
-/// Back to `path` with a notice.
-fn done(path: &str, notice: &str) -> Response {
-    let query = serde_urlencoded::to_string([("done", notice)]).unwrap_or_default();
+/// Back to `path`, telling what happened by a fixed code (never free text,
+/// so a link from elsewhere cannot put words in the panel's mouth).
+fn done(path: &str, code: &str) -> Response {
+    let query = serde_urlencoded::to_string([("done", code)]).unwrap_or_default();
     see_other(&format!("{path}?{query}"))
+}
+
+/// The text of an outcome code, and whether it reports a failure.
+fn outcome_message(code: &str) -> Option<(bool, &'static str)> {
+    Some(match code {
+        "created" => (false, "User created."),
+        "roles" => (false, "Roles saved."),
+        "password" => (false, "Password reset; the user's sessions ended."),
+        "disabled" => (false, "Disabled: the user's tokens and sessions stop working."),
+        "enabled" => (false, "Enabled."),
+        "unlocked" => (false, "Unlocked."),
+        "tokens" => (false, "Refresh tokens revoked."),
+        "session" => (false, "Session ended."),
+        "client-removed" => (false, "Client removed."),
+        "key-rotated" => (false, "A new signing key is in use; running instances pick it up within 10 seconds."),
+        "taken" => (true, "Not done: that username is taken."),
+        "username" => (true, "Not done: that username is not allowed."),
+        "policy" => (true, "Not done: the password does not meet the password policy."),
+        "name" => (true, "Not done: a role or scope name is not valid (letters, digits, - _ : .)."),
+        "key-failed" => {
+            (true, "The key could not be rotated (keys from the environment are rotated there; see the log).")
+        }
+        _ => return None,
+    })
 }
 
 /// A unix time as `2026-12-02 14:05:09`, or `never`.
