@@ -87,6 +87,19 @@ async fn an_administrator_manages_users_sessions_and_finds_the_events_in_chromiu
     let text = wait_for_text(&browser, "Roles saved.").await;
     assert!(text.contains("Roles saved.") && text.contains("auditor user"), "{text}");
 
+    // Five wrong passwords lock dave; the administrator lifts the lock.
+    let dave_login = |password: &'static str| {
+        server.client().post(server.url("/auth/login")).json(&json!({"username": "dave", "password": password})).send()
+    };
+    for _ in 0..5 {
+        assert_eq!(dave_login("wrong password").await.unwrap().status(), 401);
+    }
+    assert_eq!(dave_login(PASSWORD).await.unwrap().status(), 401, "locked");
+    c.goto(&server.url("/admin/users/dave")).await.unwrap();
+    submit(&browser, "form[action='/admin/users/dave/unlock']").await;
+    assert!(wait_for_text(&browser, "Unlocked.").await.contains("Unlocked."));
+    assert_eq!(dave_login(PASSWORD).await.unwrap().status(), 200, "unlocked");
+
     // Dave signs in elsewhere; the administrator ends that session.
     let origin = server.url("").trim_end_matches('/').to_owned();
     let dave = server
@@ -113,7 +126,7 @@ async fn an_administrator_manages_users_sessions_and_finds_the_events_in_chromiu
     c.find(Locator::Id("action")).await.unwrap().send_keys("admin.*").await.unwrap();
     submit(&browser, "form.filters").await;
     let text = wait_for_text(&browser, "admin.session-ended").await;
-    for action in ["admin.user-created", "admin.roles-changed", "admin.session-ended"] {
+    for action in ["admin.user-created", "admin.roles-changed", "admin.user-unlocked", "admin.session-ended"] {
         assert!(text.contains(action), "{action} not listed:\n{text}");
     }
     browser.screenshot("events").await;

@@ -65,8 +65,8 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     stack::gateway(&config, &shared, &upstream_client(Duration::from_secs(30)), &rate_store)
         .map_err(anyhow::Error::msg)?;
 
-    let _sentry = match env.var(crate::config::secrets::SENTRY_DSN) {
-        Some(dsn) => Some(crate::audit::sentry::start(dsn, upstream_client(Duration::from_secs(30)))?),
+    let _sentry = match read_secret(env, crate::config::secrets::SENTRY_DSN, SecretKind::Password)? {
+        Some(dsn) => Some(crate::audit::sentry::start(dsn.expose(), upstream_client(Duration::from_secs(30)))?),
         None => None,
     };
     // External issuers' keys before the first request (each fetch at most 5 s).

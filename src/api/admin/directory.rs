@@ -2,12 +2,11 @@
 //! refresh tokens), OAuth clients and signing keys.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{StatusCode, Uri};
 
-use super::{AdminForm, Frame, admin_page, done, html, when};
+use super::{Admin, AdminForm, Frame, done, html, when};
 use crate::api::{Api, Caller, refuse};
 use crate::audit::SecurityEvent;
 use crate::config::secrets::Secret;
@@ -42,11 +41,7 @@ struct UsersPage {
     users: Vec<UserRow>,
 }
 
-pub(super) async fn users(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn users(State(api): State<Api>, admin: Admin, uri: Uri) -> Response {
     let query: String = uri
         .query()
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
@@ -87,17 +82,7 @@ fn roles_of(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
-pub(super) async fn create_user(
-    State(api): State<Api>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn create_user(State(api): State<Api>, caller: Caller, form: AdminForm) -> Response {
     let password = Secret::new(form.field("password").to_owned());
     match api.identity.add_user(form.field("username"), &password, &roles_of(form.field("roles"))).await {
         Ok(user) => {
@@ -134,11 +119,7 @@ struct UserPage {
     sessions: Vec<SessionRow>,
 }
 
-pub(super) async fn user(State(api): State<Api>, Path(name): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn user(State(api): State<Api>, Path(name): Path<String>, admin: Admin, uri: Uri) -> Response {
     let user = match api.identity.find_user(&name).await {
         Ok(user) => user,
         Err(AdminError::NotFound(_)) => return refuse(Reason::NotFound),
@@ -176,14 +157,8 @@ pub(super) async fn change_user(
     State(api): State<Api>,
     Path((name, action)): Path<(String, String)>,
     caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    form: AdminForm,
 ) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
     let identity = &api.identity;
     let (outcome, event, notice) = match action.as_str() {
         "roles" => (identity.set_roles(&name, &roles_of(form.field("roles"))).await, "roles-changed", "roles"),
@@ -217,14 +192,8 @@ pub(super) async fn revoke_tokens(
     State(api): State<Api>,
     Path(name): Path<String>,
     caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    form: AdminForm,
 ) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
     let Ok(user) = api.identity.find_user(&name).await else { return refuse(Reason::NotFound) };
     match crate::store::tokens::revoke_user(api.identity.store(), &user.id, crate::store::now()).await {
         Ok(count) => {
@@ -240,14 +209,8 @@ pub(super) async fn end_session(
     State(api): State<Api>,
     Path((name, id)): Path<(String, String)>,
     caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    form: AdminForm,
 ) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
     let Ok(user) = api.identity.find_user(&name).await else { return refuse(Reason::NotFound) };
     match crate::store::sessions::revoke(api.identity.store(), &id, Some(&user.id), crate::store::now()).await {
         Ok(true) => {
@@ -294,24 +257,11 @@ async fn clients_page(api: &Api, admin: &super::Admin, uri: &Uri, created: Optio
     html(api, StatusCode::OK, &page)
 }
 
-pub(super) async fn clients(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => clients_page(&api, &admin, &uri, None).await,
-        Err(response) => response,
-    }
+pub(super) async fn clients(State(api): State<Api>, admin: Admin, uri: Uri) -> Response {
+    clients_page(&api, &admin, &uri, None).await
 }
 
-pub(super) async fn create_client(
-    State(api): State<Api>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn create_client(State(api): State<Api>, caller: Caller, uri: Uri, form: AdminForm) -> Response {
     match api.identity.add_client(form.field("name"), &roles_of(form.field("scopes"))).await {
         Ok((id, secret)) => {
             form.admin.record(&caller, "client-created", &id);
@@ -329,14 +279,8 @@ pub(super) async fn remove_client(
     State(api): State<Api>,
     Path(id): Path<String>,
     caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    form: AdminForm,
 ) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
     match crate::store::clients::remove(api.identity.store(), &id).await {
         Ok(true) => {
             form.admin.record(&caller, "client-removed", &id);
@@ -363,11 +307,7 @@ struct KeysPage {
     keys: Vec<KeyRow>,
 }
 
-pub(super) async fn keys(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn keys(State(api): State<Api>, admin: Admin, uri: Uri) -> Response {
     let ring = api.identity.keys().ring();
     let keys = ring
         .keys()
@@ -383,17 +323,7 @@ pub(super) async fn keys(State(api): State<Api>, uri: Uri, headers: HeaderMap) -
     html(&api, StatusCode::OK, &page)
 }
 
-pub(super) async fn rotate_key(
-    State(api): State<Api>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn rotate_key(State(api): State<Api>, caller: Caller, form: AdminForm) -> Response {
     match api.identity.keys().rotate() {
         Ok(kid) => {
             form.admin.record(&caller, "key-rotated", &kid);

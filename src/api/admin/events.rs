@@ -3,9 +3,9 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{StatusCode, Uri};
 
-use super::{Frame, admin_page, html};
+use super::{Admin, Frame, html};
 use crate::api::{Api, refuse};
 use crate::audit::EventRecord;
 use crate::error::Reason;
@@ -59,11 +59,7 @@ fn time_of(at: i64) -> String {
         .unwrap_or_default()
 }
 
-pub(super) async fn list(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn list(State(api): State<Api>, admin: Admin, uri: Uri) -> Response {
     let form: FilterForm = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
     let hours = form.hours.parse::<i64>().ok().filter(|h| (1..=8760).contains(h));
     let filter = EventFilter {
@@ -108,11 +104,7 @@ struct EventPage {
     fields: Vec<(&'static str, String)>,
 }
 
-pub(super) async fn detail(State(api): State<Api>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn detail(State(api): State<Api>, Path(id): Path<String>, admin: Admin, uri: Uri) -> Response {
     let event = match crate::store::audit::find(api.identity.store(), &id).await {
         Ok(Some(event)) => event,
         Ok(None) => return refuse(Reason::NotFound),

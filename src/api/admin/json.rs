@@ -33,10 +33,15 @@ fn user_json(user: &UserRecord) -> Value {
     })
 }
 
-/// The administrator's id, or the refusal.
-#[allow(clippy::result_large_err, reason = "the error is the response, returned at once")]
-fn admin(api: &Api, headers: &HeaderMap) -> Result<String, Response> {
-    require_admin(api, headers).map(|claims| claims.sub.clone())
+/// The calling administrator's id (a bearer token with role `admin`).
+pub(super) struct ScriptAdmin(String);
+
+impl axum::extract::FromRequestParts<Api> for ScriptAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, api: &Api) -> Result<Self, Response> {
+        require_admin(api, &parts.headers).map(|claims| Self(claims.sub.clone()))
+    }
 }
 
 fn record(caller: &Caller, admin: &str, action: &'static str, target: &str) {
@@ -53,10 +58,7 @@ fn admin_error(error: &AdminError) -> Response {
     }
 }
 
-pub(super) async fn users(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    if let Err(refusal) = admin(&api, &headers) {
-        return refusal;
-    }
+pub(super) async fn users(State(api): State<Api>, _: ScriptAdmin, uri: Uri) -> Response {
     let query = uri
         .query()
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
@@ -77,11 +79,13 @@ struct NewUser {
     roles: Vec<String>,
 }
 
-pub(super) async fn create_user(State(api): State<Api>, caller: Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn create_user(
+    State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let new: NewUser = match json_body(&headers, &body) {
         Ok(new) => new,
         Err(refusal) => return refusal,
@@ -96,10 +100,7 @@ pub(super) async fn create_user(State(api): State<Api>, caller: Caller, headers:
     }
 }
 
-pub(super) async fn user(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = admin(&api, &headers) {
-        return refusal;
-    }
+pub(super) async fn user(State(api): State<Api>, _: ScriptAdmin, Path(name): Path<String>) -> Response {
     let user = match api.identity.find_user(&name).await {
         Ok(user) => user,
         Err(error) => return admin_error(&error),
@@ -120,15 +121,12 @@ struct Change {
 /// `POST /admin/api/users/{name}/{roles|password|disable|enable|unlock}`.
 pub(super) async fn change_user(
     State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
     Path((name, action)): Path<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
     let change: Change = if body.is_empty() {
         Change::default()
     } else {
@@ -167,14 +165,11 @@ pub(super) async fn change_user(
 
 pub(super) async fn revoke_tokens(
     State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
     Path(name): Path<String>,
     caller: Caller,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
     let user = match api.identity.find_user(&name).await {
         Ok(user) => user,
         Err(error) => return admin_error(&error),
@@ -190,14 +185,11 @@ pub(super) async fn revoke_tokens(
 
 pub(super) async fn end_session(
     State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
     Path((name, id)): Path<(String, String)>,
     caller: Caller,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
     let user = match api.identity.find_user(&name).await {
         Ok(user) => user,
         Err(error) => return admin_error(&error),
@@ -213,10 +205,7 @@ pub(super) async fn end_session(
     }
 }
 
-pub(super) async fn clients(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = admin(&api, &headers) {
-        return refusal;
-    }
+pub(super) async fn clients(State(api): State<Api>, _: ScriptAdmin) -> Response {
     match crate::store::clients::list(api.identity.store()).await {
         Ok(clients) => {
             let clients: Vec<Value> = clients
@@ -240,11 +229,13 @@ struct NewClient {
     scopes: Vec<String>,
 }
 
-pub(super) async fn create_client(State(api): State<Api>, caller: Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn create_client(
+    State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let new: NewClient = match json_body(&headers, &body) {
         Ok(new) => new,
         Err(refusal) => return refusal,
@@ -260,14 +251,11 @@ pub(super) async fn create_client(State(api): State<Api>, caller: Caller, header
 
 pub(super) async fn remove_client(
     State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
     Path(id): Path<String>,
     caller: Caller,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
     match crate::store::clients::remove(api.identity.store(), &id).await {
         Ok(true) => {
             record(&caller, &admin, "client-removed", &id);
@@ -278,10 +266,7 @@ pub(super) async fn remove_client(
     }
 }
 
-pub(super) async fn keys(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = admin(&api, &headers) {
-        return refusal;
-    }
+pub(super) async fn keys(State(api): State<Api>, _: ScriptAdmin) -> Response {
     let ring = api.identity.keys().ring();
     let keys: Vec<Value> = ring
         .keys()
@@ -291,11 +276,12 @@ pub(super) async fn keys(State(api): State<Api>, headers: HeaderMap) -> Response
     Json(json!({ "keys": keys })).into_response()
 }
 
-pub(super) async fn rotate_key(State(api): State<Api>, caller: Caller, headers: HeaderMap) -> Response {
-    let admin = match admin(&api, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn rotate_key(
+    State(api): State<Api>,
+    ScriptAdmin(admin): ScriptAdmin,
+    caller: Caller,
+    _headers: HeaderMap,
+) -> Response {
     match api.identity.keys().rotate() {
         Ok(kid) => {
             record(&caller, &admin, "key-rotated", &kid);
@@ -308,10 +294,7 @@ pub(super) async fn rotate_key(State(api): State<Api>, caller: Caller, headers: 
     }
 }
 
-pub(super) async fn event(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = admin(&api, &headers) {
-        return refusal;
-    }
+pub(super) async fn event(State(api): State<Api>, _: ScriptAdmin, Path(id): Path<String>) -> Response {
     match crate::store::audit::find(api.identity.store(), &id).await {
         Ok(Some(event)) => no_store_json(StatusCode::OK, &json!(event)),
         Ok(None) => refuse(Reason::NotFound),

@@ -17,8 +17,10 @@ mod overview;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 
 pub(crate) use api::ADMIN_ROLE;
@@ -64,7 +66,9 @@ pub(super) fn router() -> Router<Api> {
         .route("/admin/api/clients/{id}/remove", post(json::remove_client))
         .route("/admin/api/keys", get(json::keys))
         .route("/admin/api/keys/rotate", post(json::rotate_key))
-        .method_not_allowed_fallback(|| async { refuse(Reason::MethodNotAllowed { allowed: Vec::new() }) })
+        .method_not_allowed_fallback(|| async {
+            refuse(Reason::MethodNotAllowed { allowed: vec![Method::GET, Method::HEAD, Method::POST] })
+        })
 }
 
 async fn stylesheet() -> Response {
@@ -138,9 +142,25 @@ impl Admin {
 
 /// The administrator of a page request: their session, or the redirect to
 /// the sign-in page (or 403 for a signed-in non-administrator).
-#[allow(clippy::result_large_err, reason = "the error is the response, returned at once")]
-async fn admin_page(api: &Api, uri: &Uri, headers: &HeaderMap) -> Result<Admin, Response> {
-    admin_session(api, &Method::GET, uri, headers, None).await
+impl FromRequestParts<Api> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, Response> {
+        admin_session(api, &Method::GET, &parts.uri, &parts.headers, None).await
+    }
+}
+
+/// A submitted admin form (the body, already limited to 64 KiB by the built-in stack).
+impl FromRequest<Api> for AdminForm {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, api: &Api) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, crate::stack::BUILTIN_MAX_BODY as usize)
+            .await
+            .map_err(|_| refuse(Reason::BadRequest { detail: "The form could not be read.".into() }))?;
+        Self::read(api, &parts.uri, &parts.headers, &body).await
+    }
 }
 
 #[allow(clippy::result_large_err, reason = "the error is the response, returned at once")]

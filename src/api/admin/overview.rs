@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode, Uri};
 
-use super::{ADMIN_ROLE, AdminForm, Frame, admin_page, html, see_other};
+use super::{ADMIN_ROLE, Admin, AdminForm, Frame, html, see_other};
 use crate::api::{Api, Caller, refuse};
 use crate::audit::SecurityEvent;
 use crate::error::Reason;
@@ -90,17 +90,7 @@ pub(super) async fn login(
     }
 }
 
-pub(super) async fn logout(
-    State(api): State<Api>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match AdminForm::read(&api, &uri, &headers, &body).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal,
-    };
+pub(super) async fn logout(State(api): State<Api>, caller: Caller, form: AdminForm) -> Response {
     if crate::store::sessions::revoke(api.identity.store(), &form.admin.session.record.id, None, crate::store::now())
         .await
         .is_err()
@@ -171,11 +161,7 @@ fn refusal_group(action: &str) -> Option<&'static str> {
     })
 }
 
-pub(super) async fn dashboard(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn dashboard(State(api): State<Api>, admin: Admin, uri: Uri) -> Response {
     let day = uri.query().is_some_and(|q| q.contains("window=day"));
     let (window, span_ms, bucket_ms, bucket_name) =
         if day { ("day", 86_400_000, 3_600_000, "hour") } else { ("hour", 3_600_000, 120_000, "two minutes") };
@@ -256,11 +242,7 @@ struct ConfigPage {
     text: String,
 }
 
-pub(super) async fn configuration(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> Response {
-    let admin = match admin_page(&api, &uri, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(super) async fn configuration(State(api): State<Api>, admin: Admin, uri: Uri) -> Response {
     let config = &api.shared.config;
     let page = ConfigPage {
         frame: admin.frame("config", &uri),
