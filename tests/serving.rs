@@ -274,3 +274,23 @@ async fn built_in_endpoints_see_the_canonical_path_and_refuse_big_bodies_as_prob
         client.post(server.url("/auth/login")).json(&serde_json::json!({"username": 1})).send().await.unwrap();
     problem(response, 400, "bad-request").await;
 }
+
+#[tokio::test]
+async fn tls_sessions_resume_on_tls13_and_tls12() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = Portcullis::start(TEST_SERVER, &[]);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = crate::util::tls_client_config(&server, &[b"http/1.1".to_vec()], Some(version));
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut stream = crate::util::tls_connect_using(&server, config.clone()).await;
+            kinds.push(stream.get_ref().1.handshake_kind());
+            // Reading the answer also receives TLS 1.3's session tickets.
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+            assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+        }
+        assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(rustls::HandshakeKind::Resumed)], "{version:?}");
+    }
+}

@@ -240,6 +240,16 @@ pub async fn tls_connect_with(
     alpn: &[Vec<u8>],
     version: Option<&'static rustls::SupportedProtocolVersion>,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect_using(server, tls_client_config(server, alpn, version)).await
+}
+
+/// A client TLS configuration trusting the server's certificate (its
+/// session cache lets later connections resume).
+pub fn tls_client_config(
+    server: &Portcullis,
+    alpn: &[Vec<u8>],
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(server.certificate_path()).unwrap() {
@@ -256,7 +266,15 @@ pub async fn tls_connect_with(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.to_vec();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Arc::new(config)
+}
+
+/// A TLS connection with `config`.
+pub async fn tls_connect_using(
+    server: &Portcullis,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = tokio::net::TcpStream::connect(server.https).await.unwrap();
     connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap()
 }
