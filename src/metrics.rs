@@ -7,12 +7,12 @@
 //!
 //! ```
 //! let metrics = portcullis::metrics::global();
-//! metrics.request(Some("/items/{id}"), "GET", 200, std::time::Duration::from_millis(3));
+//! metrics.request(Some(&"/items/{id}".into()), "GET", 200, std::time::Duration::from_millis(3));
 //! let text = metrics.render(&portcullis::metrics::Gauges::default());
 //! assert!(text.contains("portcullis_http_requests_total{route=\"/items/{id}\",method=\"GET\",status=\"200\"} "));
 //! ```
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -30,14 +30,14 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Arc<str>,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -193,13 +193,15 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, route: Option<&str>, method: &str, status: u16, elapsed: Duration) {
+    /// The route label is the route's pattern, shared (no copy per request).
+    pub fn request(&self, route: Option<&Arc<str>>, method: &str, status: u16, elapsed: Duration) {
+        static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
         self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let route = route.unwrap_or("unmatched");
+        let route = route.unwrap_or(&UNMATCHED);
         self.requests
-            .get_or_create(&RequestLabels { route: route.to_owned(), method: method_label(method), status })
+            .get_or_create(&RequestLabels { route: route.clone(), method: method_label(method), status })
             .inc();
-        self.request_seconds.get_or_create(&RouteLabels { route: route.to_owned() }).observe(elapsed.as_secs_f64());
+        self.request_seconds.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
     }
 
     /// Requests answered by this process since it started.
@@ -208,8 +210,8 @@ impl Metrics {
     }
 
     /// Records one upstream exchange (`ok`: the upstream answered).
-    pub fn upstream(&self, route: &str, elapsed: Duration, ok: bool) {
-        let labels = RouteLabels { route: route.to_owned() };
+    pub fn upstream(&self, route: &Arc<str>, elapsed: Duration, ok: bool) {
+        let labels = RouteLabels { route: route.clone() };
         if ok {
             self.upstream_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
         } else {

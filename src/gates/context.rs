@@ -198,7 +198,7 @@ impl RequestSummary {
         }
         response.headers_mut().insert(X_REQUEST_ID.clone(), self.request_id.clone());
         let status = response.status().as_u16();
-        crate::metrics::global().request(route.as_deref(), &self.method, status, self.started.elapsed());
+        crate::metrics::global().request(route.as_ref(), &self.method, status, self.started.elapsed());
         let (parts, body) = response.into_parts();
         let log = AccessLog {
             request_id,

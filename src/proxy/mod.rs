@@ -84,7 +84,7 @@ pub struct ProxyTarget {
     upstream_timeout: Duration,
     max_body: u64,
     /// The route pattern, for metrics.
-    route: String,
+    route: Arc<str>,
 }
 
 impl ProxyTarget {
@@ -99,7 +99,7 @@ impl ProxyTarget {
             preserve_host: route.preserve_host,
             upstream_timeout: route.upstream_timeout,
             max_body: route.max_body,
-            route: route.pattern.clone(),
+            route: Arc::from(route.pattern.as_str()),
         }
     }
 }

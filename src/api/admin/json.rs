@@ -168,7 +168,6 @@ pub(super) async fn revoke_tokens(
     ScriptAdmin(admin): ScriptAdmin,
     Path(name): Path<String>,
     caller: Caller,
-    _headers: HeaderMap,
 ) -> Response {
     let user = match api.identity.find_user(&name).await {
         Ok(user) => user,
@@ -188,7 +187,6 @@ pub(super) async fn end_session(
     ScriptAdmin(admin): ScriptAdmin,
     Path((name, id)): Path<(String, String)>,
     caller: Caller,
-    _headers: HeaderMap,
 ) -> Response {
     let user = match api.identity.find_user(&name).await {
         Ok(user) => user,
@@ -254,7 +252,6 @@ pub(super) async fn remove_client(
     ScriptAdmin(admin): ScriptAdmin,
     Path(id): Path<String>,
     caller: Caller,
-    _headers: HeaderMap,
 ) -> Response {
     match crate::store::clients::remove(api.identity.store(), &id).await {
         Ok(true) => {
@@ -276,12 +273,7 @@ pub(super) async fn keys(State(api): State<Api>, _: ScriptAdmin) -> Response {
     Json(json!({ "keys": keys })).into_response()
 }
 
-pub(super) async fn rotate_key(
-    State(api): State<Api>,
-    ScriptAdmin(admin): ScriptAdmin,
-    caller: Caller,
-    _headers: HeaderMap,
-) -> Response {
+pub(super) async fn rotate_key(State(api): State<Api>, ScriptAdmin(admin): ScriptAdmin, caller: Caller) -> Response {
     match api.identity.keys().rotate() {
         Ok(kid) => {
             record(&caller, &admin, "key-rotated", &kid);
