@@ -37,3 +37,4 @@ pub mod proxy;
 pub mod server;
 pub mod stack;
 pub mod store;
+pub mod traces;

@@ -393,12 +393,21 @@ fn alert_and_audit_settings_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("bad.toml"),
-        "[audit]\nretention = \"soon\"\n[metrics]\nlisten = \"nowhere\"\n[[alert]]\nname = \"x\"\nevent = \"Login Failure\"\nthreshold = 0\nwindow = \"5m\"\ngroup_by = \"planet\"\nwebhook = \"ftp://example.com\"\n",
+        "[audit]\nretention = \"soon\"\n[metrics]\nlisten = \"nowhere\"\n[[alert]]\nname = \"x\"\nevent = \"Login Failure\"\nthreshold = 0\nwindow = \"5m\"\ngroup_by = \"planet\"\nwebhook = \"ftp://example.com\"\n[tracing]\notlp_endpoint = \"collector:4318\"\nsample_ratio = 2.0\n",
     )
     .unwrap();
     let (code, out) = run_cli(dir.path(), &["check", "--config", "bad.toml"], &[]);
     assert_ne!(code, 0);
-    for expected in ["audit.retention", "metrics.listen", "`event` must be", "`threshold`", "`group_by`", "`webhook`"] {
+    for expected in [
+        "audit.retention",
+        "metrics.listen",
+        "`event` must be",
+        "`threshold`",
+        "`group_by`",
+        "`webhook`",
+        "tracing.otlp_endpoint",
+        "tracing.sample_ratio",
+    ] {
         assert!(out.contains(expected), "{expected} not reported:\n{out}");
     }
 }
@@ -435,4 +444,135 @@ async fn high_severity_events_reach_sentry_without_secrets() {
         assert!(!body.contains(secret), "{secret} reached Sentry");
     }
     assert!(!server.logs().contains("0123456789abcdef"), "the DSN is never logged");
+}
+
+type OtlpSpan = opentelemetry_proto::tonic::trace::v1::Span;
+
+/// The spans in the OTLP/HTTP batches `receiver` got, waiting until they
+/// include a span named `name` and, if given, one answered `status`.
+async fn exported_spans(receiver: &Upstream, name: &str, status: Option<&str>) -> Vec<OtlpSpan> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut spans = Vec::new();
+        for post in receiver.requests() {
+            assert_eq!((post.method.as_str(), post.path.as_str()), ("POST", "/v1/traces"));
+            assert_eq!(post.header("content-type"), Some("application/x-protobuf"));
+            let batch = ExportTraceServiceRequest::decode(post.raw.clone()).unwrap();
+            for resource in batch.resource_spans {
+                let service = resource.resource.unwrap().attributes.into_iter().find(|a| a.key == "service.name");
+                assert_eq!(format!("{:?}", service.unwrap().value.unwrap().value.unwrap()), "StringValue(\"edge\")");
+                spans.extend(resource.scope_spans.into_iter().flat_map(|s| s.spans));
+            }
+        }
+        if spans.iter().any(|s| s.name == name)
+            && status.is_none_or(|status| {
+                spans.iter().any(|s| attribute(s, "http.response.status_code").as_deref() == Some(status))
+            })
+        {
+            return spans;
+        }
+        assert!(Instant::now() < deadline, "no span {name} exported: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn attribute(span: &OtlpSpan, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()?.value).map(|v| match v {
+        V::StringValue(s) => s,
+        V::IntValue(n) => n.to_string(),
+        other => format!("{other:?}"),
+    })
+}
+
+/// A span's id as the lowercase hex a `traceparent` header carries.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn traced_server(collector: &Upstream, upstream: &Upstream, accept_traceparent: bool) -> Portcullis {
+    let config = format!(
+        "{TEST_SERVER}[tracing]\notlp_endpoint = \"{}/v1/traces\"\nservice_name = \"edge\"\naccept_traceparent = {accept_traceparent}\n\n[[route]]\npath = \"/api/{{*rest}}\"\nmethods = [\"GET\"]\nupstream = \"{}\"\nauth = \"none\"\n",
+        collector.url(),
+        upstream.url()
+    );
+    // Batches every 200 ms instead of every 5 s (the SDK's standard variable).
+    Portcullis::start(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "200")])
+}
+
+const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test]
+async fn requests_are_traced_over_otlp_and_the_trace_continues_upstream() {
+    let collector = Upstream::start().await;
+    let upstream = Upstream::start().await;
+    let server = traced_server(&collector, &upstream, false);
+    let answered = server
+        .client()
+        .get(server.url("/api/items?api_key=QuErYsEcReT"))
+        .header("traceparent", format!("00-{CLIENT_TRACE}-00f067aa0ba902b7-01"))
+        .header("tracestate", "vendor=SeCrEtStAtE")
+        .header("authorization", "Bearer SeCrEtBeArErToKeN")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(server.client().get(server.url("/nothing")).send().await.unwrap().status(), 404);
+
+    let spans = exported_spans(&collector, "GET /api/{*rest}", Some("404")).await;
+    let server_span = spans.iter().find(|s| s.name == "GET /api/{*rest}").unwrap();
+    assert_eq!(server_span.kind, 2, "SPAN_KIND_SERVER");
+    assert!(server_span.parent_span_id.is_empty(), "a client's traceparent starts no trace by default");
+    assert_ne!(hex(&server_span.trace_id), CLIENT_TRACE);
+    assert_eq!(attribute(server_span, "http.route").as_deref(), Some("/api/{*rest}"));
+    assert_eq!(attribute(server_span, "url.path").as_deref(), Some("/api/items"));
+    assert_eq!(attribute(server_span, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attribute(server_span, "client.address").as_deref(), Some("127.0.0.1"));
+
+    let client_span = spans.iter().find(|s| s.name == "GET upstream").unwrap();
+    assert_eq!(client_span.kind, 3, "SPAN_KIND_CLIENT");
+    assert_eq!(client_span.trace_id, server_span.trace_id);
+    assert_eq!(client_span.parent_span_id, server_span.span_id);
+    assert_eq!(attribute(client_span, "http.response.status_code").as_deref(), Some("200"));
+
+    // The upstream continues the trace from the client span.
+    let seen = upstream.last();
+    let expected = format!("00-{}-{}-01", hex(&client_span.trace_id), hex(&client_span.span_id));
+    assert_eq!(seen.header("traceparent"), Some(expected.as_str()));
+    assert_eq!(seen.header("tracestate"), None, "the client's tracestate is not passed on");
+
+    let refused = spans.iter().find(|s| attribute(s, "http.response.status_code").as_deref() == Some("404")).unwrap();
+    assert_eq!(refused.name, "GET");
+    assert_eq!(attribute(refused, "portcullis.gate").as_deref(), Some("route"));
+    assert_eq!(attribute(refused, "portcullis.reason").as_deref(), Some("not-found"));
+
+    for post in collector.requests() {
+        for secret in ["QuErYsEcReT", "SeCrEtBeArErToKeN", "SeCrEtStAtE"] {
+            assert!(!post.body.contains(secret), "{secret} reached the trace collector");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_traceparent_continues_the_clients_trace() {
+    let collector = Upstream::start().await;
+    let upstream = Upstream::start().await;
+    let server = traced_server(&collector, &upstream, true);
+    let answered = server
+        .client()
+        .get(server.url("/api/items"))
+        .header("traceparent", format!("00-{CLIENT_TRACE}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    let spans = exported_spans(&collector, "GET /api/{*rest}", None).await;
+    let server_span = spans.iter().find(|s| s.name == "GET /api/{*rest}").unwrap();
+    assert_eq!(hex(&server_span.trace_id), CLIENT_TRACE);
+    assert_eq!(hex(&server_span.parent_span_id), "00f067aa0ba902b7");
+    assert!(upstream.last().header("traceparent").is_some_and(|t| t.contains(CLIENT_TRACE)));
+    // Without tracing, the client's header would pass untouched; with it, ours replaces it.
+    assert!(!upstream.last().header("traceparent").unwrap().contains("00f067aa0ba902b7"));
 }

@@ -44,6 +44,8 @@ pub struct FileConfig {
     /// `[[alert]]`: thresholds on security events.
     #[serde(rename = "alert")]
     pub alerts: Vec<Spanned<AlertSection>>,
+    /// `[tracing]`: OpenTelemetry traces.
+    pub tracing: TracingSection,
 }
 
 /// `[sessions]`.
@@ -83,6 +85,20 @@ pub struct MetricsSection {
     pub listen: Option<Spanned<String>>,
     /// Client networks allowed on that listener (default loopback only).
     pub allow: Option<Vec<Spanned<String>>>,
+}
+
+/// `[tracing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSection {
+    /// The OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces` (default `"off"`).
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// The share of new traces recorded, 0.0–1.0 (default 1.0).
+    pub sample_ratio: Option<Spanned<f64>>,
+    /// Continue a trace from the client's `traceparent` header (default false).
+    pub accept_traceparent: Option<bool>,
+    /// The `service.name` resource attribute (default `portcullis`).
+    pub service_name: Option<Spanned<String>>,
 }
 
 /// `[[alert]]`: fires when `threshold` events match within `window`.

@@ -89,6 +89,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Browser sessions and CSRF.
     pub sessions: crate::identity::sessions::SessionSettings,
+    /// OpenTelemetry traces.
+    pub tracing: TracingConfig,
     /// Warnings from the security lint.
     pub warnings: Vec<Diagnostic>,
     /// The `PORTCULLIS_*` overrides that were applied.
@@ -141,6 +143,19 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// Client networks allowed on it.
     pub allow: Vec<IpNet>,
+}
+
+/// `[tracing]`, validated.
+#[derive(Debug, Clone)]
+pub struct TracingConfig {
+    /// Where spans are sent (OTLP over HTTP, protobuf); `None`: no traces.
+    pub otlp_endpoint: Option<Uri>,
+    /// The share of new traces recorded.
+    pub sample_ratio: f64,
+    /// Whether a client's `traceparent` continues its trace.
+    pub accept_traceparent: bool,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
 }
 
 /// `[rate_limit]`, validated.

@@ -259,6 +259,7 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
     let audit = monitoring::validate_audit(&mut v, &raw);
     let metrics = monitoring::validate_metrics(&mut v, &raw);
     let sessions = monitoring::validate_sessions(&mut v, &raw);
+    let tracing = monitoring::validate_tracing(&mut v, &raw);
     lint::lint_unchecked_bodies(&mut v, &routes);
     if let Err((pattern, message)) = RouteTable::check(&routes) {
         match raw.routes.iter().rev().find(|r| *r.get_ref().path.get_ref() == pattern) {
@@ -286,6 +287,7 @@ pub(super) fn validate(raw: FileConfig, map: &SourceMap, file_name: &str) -> Res
         audit,
         metrics,
         sessions,
+        tracing,
         warnings,
         overrides: Vec::new(),
     })

@@ -12,6 +12,7 @@
 //! - Access log: one line per request on the `access` target when the
 //!   response body ends: method, canonical path, route, status, duration,
 //!   bytes, client address, request id.
+//! - Traces: the request's server span, when traces are on ([`crate::traces`]).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,7 @@ use crate::gates::authn::Principal;
 use crate::gates::path::CanonicalPath;
 use crate::gates::route::MatchedRoute;
 use crate::proxy::forwarded::{ClientInfo, client_info};
+use crate::traces::RequestTrace;
 
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -142,7 +144,17 @@ where
         // The upstream sees the same id as the client and the logs.
         request.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         request.extensions_mut().insert(RequestId(request_id.clone()));
+        let trace = RequestTrace::start(
+            request.method().as_str(),
+            request.uri().path(),
+            request.headers(),
+            client.map(|c| c.ip),
+        );
+        if let Some(trace) = &trace {
+            request.extensions_mut().insert(trace.clone());
+        }
         let summary = RequestSummary {
+            trace,
             request_id,
             method: request.method().as_str().into(),
             raw_path: request.uri().path().chars().take(256).collect(),
@@ -162,6 +174,7 @@ where
 
 /// What the access log and events need about a request.
 struct RequestSummary {
+    trace: Option<RequestTrace>,
     request_id: HeaderValue,
     method: Box<str>,
     raw_path: Box<str>,
@@ -178,12 +191,14 @@ impl RequestSummary {
             .map_or_else(|| self.raw_path.clone(), |p| p.canonical().into());
         let request_id = self.request_id.to_str().unwrap_or("-").to_owned();
         let subject = response.extensions().get::<Principal>().map(|p| p.0.sub.clone());
+        let mut refused_by = None;
         if let Some(rejection) = response.extensions_mut().remove::<Rejection>() {
             let body = rejection.problem_json(&request_id);
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             *response.body_mut() = full(body);
+            refused_by = Some((rejection.reason.gate(), rejection.reason.slug()));
             audit::emit(
                 &SecurityEvent::Refused(rejection.reason),
                 &EventContext {
@@ -209,6 +224,7 @@ impl RequestSummary {
             client_ip: self.client_ip,
             started: self.started,
             bytes: 0,
+            trace: self.trace.map(|trace| (trace, refused_by)),
         };
         Response::from_parts(parts, crate::body::boxed(LoggedBody { inner: body, log }))
     }
@@ -224,10 +240,15 @@ struct AccessLog {
     client_ip: Option<IpAddr>,
     started: Instant,
     bytes: u64,
+    /// The request's server span and the gate and reason that refused it.
+    trace: Option<(RequestTrace, Option<(&'static str, &'static str)>)>,
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        if let Some((trace, refused_by)) = &self.trace {
+            trace.finish(self.route.as_deref(), self.status, *refused_by, self.bytes);
+        }
         if !tracing::enabled!(target: "access", tracing::Level::INFO) {
             return;
         }

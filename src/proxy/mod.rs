@@ -42,6 +42,7 @@ use crate::gates::authn::Principal;
 use crate::gates::context::RequestId;
 use crate::gates::path::CanonicalPath;
 use crate::identity::Identity;
+use crate::traces::RequestTrace;
 use forwarded::{ClientInfo, set_forwarding_headers};
 
 /// The pooled client every route shares.
@@ -226,10 +227,21 @@ async fn forward(
         let sent = Arc::new(AtomicBool::new(false));
         (boxed(SentBody { inner: body, sent: sent.clone() }), Some(sent))
     };
+    let span = match parts.extensions.get::<RequestTrace>() {
+        Some(trace) => trace.upstream(parts.method.as_str(), &parts.uri, &mut parts.headers),
+        None => None,
+    };
     let upstream_request = Request::from_parts(parts, body);
     let started = std::time::Instant::now();
     let metrics = crate::metrics::global();
-    let response = match tokio::time::timeout(target.upstream_timeout, client.request(upstream_request)).await {
+    let outcome = tokio::time::timeout(target.upstream_timeout, client.request(upstream_request)).await;
+    if let Some(span) = span {
+        span.finish(match &outcome {
+            Ok(Ok(response)) => Some(response.status().as_u16()),
+            _ => None,
+        });
+    }
+    let response = match outcome {
         Err(_) if sent.is_some_and(|s| !s.load(Ordering::Relaxed)) => return Err(Reason::RequestTimeout),
         Err(_) => {
             metrics.upstream(&target.route, started.elapsed(), false);

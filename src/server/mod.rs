@@ -69,6 +69,8 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
         Some(dsn) => Some(crate::audit::sentry::start(dsn.expose(), upstream_client(Duration::from_secs(30)))?),
         None => None,
     };
+    crate::traces::start(&config.tracing, upstream_client(Duration::from_secs(30)), tokio::runtime::Handle::current())
+        .context("cannot start exporting traces")?;
     // External issuers' keys before the first request (each fetch at most 5 s).
     let control_client = upstream_client(Duration::from_secs(30));
     identity.refresh_external_keys(&control_client, false).await;
@@ -145,6 +147,7 @@ pub async fn run(config: Config, env: &Environment) -> anyhow::Result<()> {
     })
     .await?;
     audit.flush(Duration::from_secs(10)).await;
+    crate::traces::shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -25,6 +25,8 @@ pub struct Seen {
     pub body_len: usize,
     /// The body as text (lossy).
     pub body: String,
+    /// The body as sent.
+    pub raw: Bytes,
 }
 
 impl Seen {
@@ -101,6 +103,7 @@ async fn handle(
         headers: headers.clone(),
         body_len: body.len(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        raw: body.clone(),
     };
     record.lock().unwrap().push(seen);
     if path.starts_with("/slow") {

@@ -1,4 +1,4 @@
-//! `[audit]`, `[metrics]` and `[[alert]]`.
+//! `[audit]`, `[metrics]`, `[[alert]]`, `[sessions]` and `[tracing]`.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use super::Validator;
 use crate::audit::alerts::GroupBy;
 use crate::config::file::{AlertSection, FileConfig};
 use crate::config::units::parse_size;
-use crate::config::{AlertConfig, AuditConfig, MetricsConfig, Webhook};
+use crate::config::{AlertConfig, AuditConfig, MetricsConfig, TracingConfig, Webhook};
 use crate::gates::headers::OFF;
 use crate::identity::sessions::SessionSettings;
 
@@ -168,5 +168,44 @@ pub(super) fn validate_sessions(v: &mut Validator<'_>, raw: &FileConfig) -> Sess
         absolute_timeout,
         same_site,
         allowed_origins,
+    }
+}
+
+pub(super) fn validate_tracing(v: &mut Validator<'_>, raw: &FileConfig) -> TracingConfig {
+    let t = &raw.tracing;
+    let otlp_endpoint = match t.otlp_endpoint.as_ref() {
+        None => None,
+        Some(value) if value.get_ref() == OFF => None,
+        Some(value) => webhook_url(value.get_ref()).or_else(|| {
+            v.error(
+                value,
+                "`tracing.otlp_endpoint` must be an http or https URL like \"http://127.0.0.1:4318/v1/traces\"",
+            );
+            None
+        }),
+    };
+    let sample_ratio = match t.sample_ratio.as_ref() {
+        None => 1.0,
+        Some(value) if (0.0..=1.0).contains(value.get_ref()) => *value.get_ref(),
+        Some(value) => {
+            v.error(value, "`tracing.sample_ratio` must be between 0.0 and 1.0");
+            1.0
+        }
+    };
+    let service_name = match t.service_name.as_ref() {
+        None => "portcullis".to_owned(),
+        Some(value) => {
+            let name = value.get_ref().trim();
+            if name.is_empty() || name.len() > 128 {
+                v.error(value, "`tracing.service_name` must be 1 to 128 characters");
+            }
+            name.to_owned()
+        }
+    };
+    TracingConfig {
+        otlp_endpoint,
+        sample_ratio,
+        accept_traceparent: t.accept_traceparent.unwrap_or(false),
+        service_name,
     }
 }
