@@ -1,8 +1,10 @@
 //! The Redis rate store: every instance sharing one Redis enforces one limit.
 //!
-//! One round trip per request: a Lua script ([`GCRA_SCRIPT`]) decides all
-//! the limits of the request atomically, with Redis's own clock (`TIME`), so
-//! instances with skewed clocks still agree. Keys are prefixed and expire
+//! A Lua script ([`GCRA_SCRIPT`]) decides all the limits of a request
+//! atomically, with Redis's own clock (`TIME`), so instances with skewed
+//! clocks still agree. Each serving thread sends the requests waiting at the
+//! same moment in one call ([`RedisStore`]): one round trip per request at
+//! low load, far fewer under load. Keys are prefixed and expire
 //! when their limit is fully available again, so Redis holds only active
 //! callers.
 //!
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo as _, Script};
+use tokio::sync::{mpsc, oneshot};
 
 use super::breaker::Breaker;
 use super::gcra::Outcome;
@@ -94,20 +97,42 @@ impl RedisSettings {
 const BREAKER_THRESHOLD: u32 = 3;
 /// How long the breaker stays open before a probe.
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
+/// Most requests decided by one script call.
+const MAX_BATCH: usize = 256;
 
 /// A Redis connection of one serving thread, its breaker and fallback.
+///
+/// Requests of the thread hand their checks to one driver task, which sends
+/// the checks of every request waiting at that moment in one script call
+/// (a *group commit*): one request alone costs one round trip as before,
+/// while under load one round trip decides many requests. The script takes
+/// the keys in order, so a batch decides exactly as the same calls one
+/// after the other would.
 pub struct RedisStore {
+    queue: mpsc::UnboundedSender<Ask>,
+    link: Arc<Link>,
+    fallback: Arc<MemoryStore>,
+}
+
+/// What the driver shares with the requests.
+struct Link {
     connection: ConnectionManager,
     script: Script,
     key_prefix: String,
     timeout: Duration,
     breaker: Breaker,
-    fallback: Arc<MemoryStore>,
     health: Arc<StoreHealth>,
 }
 
+/// One request's checks, waiting for the driver.
+struct Ask {
+    checks: Arc<[Check]>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, ()>>,
+}
+
 impl RedisStore {
-    /// A store on `client`; connects lazily, in the current Tokio runtime.
+    /// A store on `client`; connects lazily. Its driver task runs on the
+    /// current Tokio runtime.
     pub fn new(
         client: Client,
         settings: &RedisSettings,
@@ -122,43 +147,77 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(200));
         let connection =
             ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("cannot use Redis: {e}"))?;
-        Ok(Self {
+        let link = Arc::new(Link {
             connection,
             script: Script::new(GCRA_SCRIPT),
             key_prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
             breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOL_DOWN),
-            fallback,
             health,
-        })
+        });
+        let (queue, asks) = mpsc::unbounded_channel();
+        tokio::spawn(drive(asks, link.clone()));
+        Ok(Self { queue, link, fallback })
     }
 
     /// Decides `checks`, by Redis or else by `on_error`.
     pub fn decide(self: &Arc<Self>, checks: Vec<Check>, on_error: OnStoreError) -> Decision {
-        if !self.breaker.try_acquire() {
+        if !self.link.breaker.try_acquire() {
+            return Decision::Ready(self.fall_back(&checks, on_error));
+        }
+        let checks: Arc<[Check]> = checks.into();
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Ask { checks: checks.clone(), reply }).is_err() {
             return Decision::Ready(self.fall_back(&checks, on_error));
         }
         let store = self.clone();
+        // At most one call ahead of this request's own, each bounded by the timeout.
+        let wait = store.link.timeout * 2;
         Decision::Pending(Box::pin(async move {
-            match tokio::time::timeout(store.timeout, store.ask(&checks)).await {
-                Ok(Ok(outcomes)) => {
-                    store.breaker.success();
-                    store.health.decided();
-                    if store.health.mark_up() {
-                        tracing::info!("the Redis rate-limit store answers again; limits are shared again");
-                        audit::emit_system(&SecurityEvent::RateLimitStoreRecovered);
-                    }
-                    Ok(outcomes)
-                }
-                Ok(Err(error)) => store.failed(&error.to_string(), &checks, on_error),
-                Err(_) => store.failed("timed out", &checks, on_error),
+            match tokio::time::timeout(wait, answer).await {
+                Ok(Ok(Ok(outcomes))) => Ok(outcomes),
+                _ => store.fall_back(&checks, on_error),
             }
         }))
     }
 
-    async fn ask(&self, checks: &[Check]) -> redis::RedisResult<Vec<Outcome>> {
+    fn fall_back(&self, checks: &[Check], on_error: OnStoreError) -> Outcomes {
+        self.link.health.fell_back();
+        match on_error {
+            OnStoreError::Local => Ok(decide_locally(&self.fallback, checks)),
+            OnStoreError::Allow => Ok(Vec::new()),
+            OnStoreError::Deny => Err(StoreUnavailable),
+        }
+    }
+}
+
+/// The driver: takes every request waiting, decides them in one call,
+/// answers each; ends when the thread's store is dropped.
+async fn drive(mut asks: mpsc::UnboundedReceiver<Ask>, link: Arc<Link>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while asks.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let checks = batch.iter().flat_map(|ask| ask.checks.iter());
+        match tokio::time::timeout(link.timeout, link.ask(checks)).await {
+            Ok(Ok(outcomes)) => {
+                link.succeeded();
+                let mut outcomes = outcomes.into_iter();
+                for ask in batch.drain(..) {
+                    let _ = ask.reply.send(Ok(outcomes.by_ref().take(ask.checks.len()).collect()));
+                }
+            }
+            Ok(Err(error)) => link.failed(&error.to_string(), &mut batch),
+            Err(_) => link.failed("timed out", &mut batch),
+        }
+    }
+}
+
+impl Link {
+    /// One script call for `checks`, in order.
+    async fn ask(&self, checks: impl Iterator<Item = &Check>) -> redis::RedisResult<Vec<Outcome>> {
         let mut invocation = self.script.prepare_invoke();
+        let mut count = 0;
         for check in checks {
+            count += 1;
             invocation
                 .key(format!("{}{}", self.key_prefix, check.key))
                 .arg(u64::try_from(check.limit.interval.as_micros()).unwrap_or(u64::MAX).max(1))
@@ -168,28 +227,31 @@ impl RedisStore {
         }
         let mut connection = self.connection.clone();
         let numbers: Vec<i64> = invocation.invoke_async(&mut connection).await?;
-        if numbers.len() != checks.len() * 4 {
+        if numbers.len() != count * 4 {
             return Err(redis::RedisError::from((redis::ErrorKind::Parse, "unexpected rate-limit script reply")));
         }
         Ok(numbers.chunks_exact(4).map(outcome).collect())
     }
 
-    fn failed(&self, error: &str, checks: &[Check], on_error: OnStoreError) -> Outcomes {
+    fn succeeded(&self) {
+        self.breaker.success();
+        self.health.decided();
+        if self.health.mark_up() {
+            tracing::info!("the Redis rate-limit store answers again; limits are shared again");
+            audit::emit_system(&SecurityEvent::RateLimitStoreRecovered);
+        }
+    }
+
+    /// The call failed: every request of `batch` falls back.
+    fn failed(&self, error: &str, batch: &mut Vec<Ask>) {
         self.breaker.failure();
         self.health.failed();
         if self.breaker.is_open() && self.health.mark_down() {
             tracing::error!(%error, "the Redis rate-limit store does not answer; using the failure policy");
             audit::emit_system(&SecurityEvent::RateLimitStoreUnavailable { error: error.to_owned() });
         }
-        self.fall_back(checks, on_error)
-    }
-
-    fn fall_back(&self, checks: &[Check], on_error: OnStoreError) -> Outcomes {
-        self.health.fell_back();
-        match on_error {
-            OnStoreError::Local => Ok(decide_locally(&self.fallback, checks)),
-            OnStoreError::Allow => Ok(Vec::new()),
-            OnStoreError::Deny => Err(StoreUnavailable),
+        for ask in batch.drain(..) {
+            let _ = ask.reply.send(Err(()));
         }
     }
 }
