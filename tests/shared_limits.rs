@@ -201,3 +201,36 @@ async fn past_max_in_flight_requests_are_shed_with_503() {
     assert_eq!(server.client().get(server.url("/healthz")).send().await.unwrap().status(), 200, "slots are freed");
     server.wait_for_log("request.overloaded");
 }
+
+/// A batch naming one key several times decides as the same calls one after
+/// the other: the GCRA script keeps the key's value between its checks and
+/// writes it once.
+#[tokio::test]
+async fn a_batch_decides_like_sequential_calls() {
+    use portcullis::gates::rate_limit::redis::GCRA_SCRIPT;
+    let redis = RedisServer::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let script = redis::Script::new(GCRA_SCRIPT);
+    // Burst 2, one per hour: of four requests of `a`, two pass; `b` is its own key;
+    // the third check of `a` only looks (commit 0).
+    let mut invocation = script.prepare_invoke();
+    for (key, commit) in [("a", "1"), ("a", "1"), ("b", "1"), ("a", "0"), ("a", "1")] {
+        invocation.key(key).arg(3_600_000_000u64).arg(2).arg(1).arg(commit);
+    }
+    let numbers: Vec<i64> = invocation.invoke_async(&mut connection).await.unwrap();
+    let admitted: Vec<i64> = numbers.chunks(4).map(|n| n[0]).collect();
+    assert_eq!(admitted, [1, 1, 1, 0, 0]);
+    let remaining: Vec<i64> = numbers.chunks(4).map(|n| n[1]).collect();
+    assert_eq!(remaining, [1, 0, 1, 0, 0]);
+    // Stored once per key, with the final value: two intervals ahead for `a`.
+    let ttl: i64 = redis::cmd("PTTL").arg("a").query_async(&mut connection).await.unwrap();
+    assert!((2 * 3_600_000 - 5_000..=2 * 3_600_000 + 1).contains(&ttl), "{ttl}");
+    let ttl: i64 = redis::cmd("PTTL").arg("b").query_async(&mut connection).await.unwrap();
+    assert!((3_600_000 - 5_000..=3_600_000 + 1).contains(&ttl), "{ttl}");
+    // A second call continues from the stored value.
+    let mut again = script.prepare_invoke();
+    again.key("a").arg(3_600_000_000u64).arg(2).arg(1).arg("1");
+    let numbers: Vec<i64> = again.invoke_async(&mut connection).await.unwrap();
+    assert_eq!(numbers[0], 0, "a is still full");
+}

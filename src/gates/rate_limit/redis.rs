@@ -32,10 +32,14 @@ use crate::config::secrets::Secret;
 /// GCRA over several keys in one atomic step. `KEYS[i]` is a counter;
 /// `ARGV[4i-3..4i]` its interval (µs), burst, cost and commit flag. Returns
 /// four numbers per key: admitted (1/0), remaining, reset (µs) and
-/// retry-after (µs). The same arithmetic as [`super::gcra::decide`].
+/// retry-after (µs). The same arithmetic as [`super::gcra::decide`], taken
+/// key after key; a key named several times (a batch of requests from one
+/// caller) is read once and written once, with its final value.
 pub const GCRA_SCRIPT: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tats = {}
+local changed = {}
 local result = {}
 for i, key in ipairs(KEYS) do
   local base = (i - 1) * 4
@@ -44,12 +48,15 @@ for i, key in ipairs(KEYS) do
   local cost = tonumber(ARGV[base + 3])
   local commit = ARGV[base + 4] == '1'
   local tolerance = burst * interval
-  local tat = tonumber(redis.call('GET', key)) or now
+  local tat = tats[key]
+  if tat == nil then tat = tonumber(redis.call('GET', key)) or now end
   if tat < now then tat = now end
+  tats[key] = tat
   local new_tat = tat + cost * interval
   if new_tat - now <= tolerance then
     if commit then
-      redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+      tats[key] = new_tat
+      changed[key] = true
     end
     result[#result + 1] = 1
     result[#result + 1] = math.floor((tolerance - (new_tat - now)) / interval)
@@ -61,6 +68,10 @@ for i, key in ipairs(KEYS) do
     result[#result + 1] = tat - now
     result[#result + 1] = new_tat - now - tolerance
   end
+end
+for key in pairs(changed) do
+  local tat = tats[key]
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 end
 return result
 ";
@@ -171,7 +182,7 @@ impl RedisStore {
             return Decision::Ready(self.fall_back(&checks, on_error));
         }
         let store = self.clone();
-        // At most one call ahead of this request's own, each bounded by the timeout.
+        // The call ahead of this request's own, and its own: each bounded by the timeout.
         let wait = store.link.timeout * 2;
         Decision::Pending(Box::pin(async move {
             match tokio::time::timeout(wait, answer).await {
@@ -191,27 +202,32 @@ impl RedisStore {
     }
 }
 
-/// The driver: takes every request waiting, decides them in one call,
-/// answers each; ends when the thread's store is dropped.
+/// The driver: takes every request waiting, decides them in one call while
+/// the next batch forms, and so on; ends when the thread's store is dropped.
 async fn drive(mut asks: mpsc::UnboundedReceiver<Ask>, link: Arc<Link>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while asks.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        link.decide(&mut batch).await;
+    }
+}
+
+impl Link {
+    /// Decides a batch in one call and answers each request, emptying `batch`.
+    async fn decide(&self, batch: &mut Vec<Ask>) {
         let checks = batch.iter().flat_map(|ask| ask.checks.iter());
-        match tokio::time::timeout(link.timeout, link.ask(checks)).await {
+        match tokio::time::timeout(self.timeout, self.ask(checks)).await {
             Ok(Ok(outcomes)) => {
-                link.succeeded();
+                self.succeeded();
                 let mut outcomes = outcomes.into_iter();
                 for ask in batch.drain(..) {
                     let _ = ask.reply.send(Ok(outcomes.by_ref().take(ask.checks.len()).collect()));
                 }
             }
-            Ok(Err(error)) => link.failed(&error.to_string(), &mut batch),
-            Err(_) => link.failed("timed out", &mut batch),
+            Ok(Err(error)) => self.failed(&error.to_string(), batch),
+            Err(_) => self.failed("timed out", batch),
         }
     }
-}
 
-impl Link {
     /// One script call for `checks`, in order.
     async fn ask(&self, checks: impl Iterator<Item = &Check>) -> redis::RedisResult<Vec<Outcome>> {
         let mut invocation = self.script.prepare_invoke();

@@ -1,0 +1,48 @@
+# Shared by the bench/ scripts: ports, processes and the nginx upstream.
+# Source it after `cd` to the repository root; sets ROOT, RUN, OUT, TS.
+ROOT=$PWD
+RUN=$ROOT/bench/.run; OUT=$ROOT/bench/results
+TS=$(date +%Y%m%d-%H%M%S)
+mkdir -p "$RUN" "$OUT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# Debian packages the scripts need (wrk, nginx-light, redis-server, haproxy…).
+need_packages() {
+  local missing=()
+  for p in "$@"; do
+    case $p in nginx-light) command -v nginx >/dev/null || missing+=("$p") ;; *) command -v "$p" >/dev/null || missing+=("$p") ;; esac
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+# oha: fixed-rate, latency-corrected load (built from crates.io when missing).
+need_oha() {
+  OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+  [ -x "$OHA" ] || cargo install oha --locked --quiet
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; return 1; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+NGINX_COMMON='worker_processes auto; pid PIDFILE; error_log stderr warn; events { worker_connections 4096; }'
+# start_upstream PORT: nginx answering every request with a fixed 50-byte JSON.
+start_upstream() {
+  mkdir -p "$RUN/up"
+  cat >"$RUN/up/nginx.conf" <<NGINX
+${NGINX_COMMON/PIDFILE/$RUN/up/nginx.pid}
+http {
+  access_log off; server_tokens off; default_type application/json;
+  client_body_temp_path $RUN/up/cb; proxy_temp_path $RUN/up/p; fastcgi_temp_path $RUN/up/f; uwsgi_temp_path $RUN/up/u; scgi_temp_path $RUN/up/s;
+  keepalive_timeout 65s; keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location / { return 200 '{"id":1,"name":"item","owner":"alice","price":9.99}'; }
+  }
+}
+NGINX
+  nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & PIDS+=($!)
+}
