@@ -132,17 +132,14 @@ fn upstream_uri(
         .build()
         .ok()
 }
-/// The proxy handler of one route.
+/// The proxy handler of one route (cloned per request: one reference count).
 #[derive(Clone)]
-pub struct Proxy {
-    client: UpstreamClient,
-    target: Arc<ProxyTarget>,
-}
+pub struct Proxy(Arc<(UpstreamClient, ProxyTarget)>);
 
 impl Proxy {
     /// A handler sending to `target` through `client`.
     pub fn new(client: UpstreamClient, target: ProxyTarget) -> Self {
-        Self { client, target: Arc::new(target) }
+        Self(Arc::new((client, target)))
     }
 }
 
@@ -156,10 +153,10 @@ impl Service<Request<Body>> for Proxy {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let client = self.client.clone();
-        let target = self.target.clone();
+        let proxy = self.0.clone();
         Box::pin(async move {
-            Ok(match forward(client, &target, request).await {
+            let (client, target) = &*proxy;
+            Ok(match forward(client, target, request).await {
                 Ok(response) => response,
                 Err(reason) => Rejection::new(reason).into_response(),
             })
@@ -168,7 +165,7 @@ impl Service<Request<Body>> for Proxy {
 }
 
 async fn forward(
-    client: UpstreamClient,
+    client: &UpstreamClient,
     target: &ProxyTarget,
     request: Request<Body>,
 ) -> Result<Response<Body>, Reason> {

@@ -285,7 +285,7 @@ impl Admitted {
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit { inner, layer: self.clone() }
+        RateLimit { inner, layer: Arc::new(self.clone()) }
     }
 }
 
@@ -293,7 +293,7 @@ impl<S> Layer<S> for RateLimitLayer {
 #[derive(Clone)]
 pub struct RateLimit<S> {
     inner: S,
-    layer: RateLimitLayer,
+    layer: Arc<RateLimitLayer>,
 }
 
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
