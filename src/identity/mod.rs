@@ -11,6 +11,7 @@ pub mod cache;
 mod clients;
 pub mod denylist;
 pub mod external;
+pub mod hash_pool;
 pub mod keys;
 pub mod password;
 pub mod sessions;

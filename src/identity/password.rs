@@ -1,5 +1,6 @@
 //! Passwords: Argon2id at OWASP's parameters (m = 19 MiB, t = 2, p = 1),
-//! hashed off the async workers under a concurrency cap, and a NIST SP
+//! hashed off the async workers on low-priority threads ([`super::hash_pool`]),
+//! a fixed number at once, and a NIST SP
 //! 800-63B style policy.
 //!
 //! The policy: 8 to 128 characters by default (counted as Unicode
@@ -19,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
-use tokio::sync::Semaphore;
+use super::hash_pool::HashPool;
 
 use crate::config::secrets::Secret;
 
@@ -81,12 +82,12 @@ pub enum Verified {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
-/// Argon2id hashing on the blocking pool, at most `permits` at a time, so a
+/// Argon2id hashing on the hashing threads, at most `concurrency` at a time, so a
 /// login flood queues instead of eating every core and all memory.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     dummy_hash: Arc<str>,
 }
 
@@ -112,7 +113,7 @@ impl PasswordHasher {
         let mut random = [0u8; 32];
         aws_lc_rs::rand::fill(&mut random).map_err(|_| HashError("no randomness".into()))?;
         let dummy_hash = argon2.hash_password(&random).map_err(|e| HashError(e.to_string()))?.to_string();
-        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy_hash.into() })
+        Ok(Self { params, pool: Arc::new(HashPool::new(concurrency)), dummy_hash: dummy_hash.into() })
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -121,29 +122,28 @@ impl PasswordHasher {
 
     /// Hashes `password` into a PHC string.
     pub async fn hash(&self, password: &Secret) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         let argon2 = self.argon2();
         let password = password.clone();
-        tokio::task::spawn_blocking(move || {
-            argon2
-                .hash_password(password.expose().as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| HashError(e.to_string()))
-        })
-        .await
-        .map_err(|e| HashError(e.to_string()))?
+        self.pool
+            .run(move || {
+                argon2
+                    .hash_password(password.expose().as_bytes())
+                    .map(|h| h.to_string())
+                    .map_err(|e| HashError(e.to_string()))
+            })
+            .await
+            .map_err(|e| HashError(e.to_string()))?
     }
 
     /// Checks `password` against `stored`, or against a dummy hash when there
     /// is no account, taking about the same time either way.
     pub async fn verify(&self, password: &Secret, stored: Option<&str>) -> Result<Verified, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         let known = stored.is_some();
         let stored: String = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let current = self.params.clone();
         let argon2 = self.argon2();
         let password = password.clone();
-        tokio::task::spawn_blocking(move || {
+        self.pool.run(move || {
             let Ok(hash) = PasswordHash::new(&stored) else { return Verified::No };
             let matches = argon2.verify_password(password.expose().as_bytes(), &hash).is_ok();
             if !(matches && known) {
