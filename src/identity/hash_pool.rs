@@ -1,5 +1,5 @@
 //! The threads that compute password hashes, at the lowest CPU priority
-//! (nice 19 on Linux): a flood of logins gets only the CPU time the proxy
+//! (`SCHED_IDLE` on Linux): a flood of logins gets only the CPU time the proxy
 //! path leaves, so proxied requests keep their latency while Argon2id runs.
 //!
 //! A fixed number of threads (`[login] max_concurrent_hashes`) takes jobs
@@ -36,9 +36,8 @@ impl HashPool {
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..threads.max(1) {
             let queue = queue.clone();
-            let started = std::thread::Builder::new()
-                .name(format!("portcullis-hash-{index}"))
-                .spawn(move || work(&queue));
+            let started =
+                std::thread::Builder::new().name(format!("portcullis-hash-{index}")).spawn(move || work(&queue));
             if let Err(error) = started {
                 tracing::error!(%error, "cannot start a password hashing thread");
             }
@@ -72,12 +71,16 @@ fn work(queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Nice 19 for the calling thread (on Linux, `setpriority` on a thread id
-/// affects that thread only).
+/// `SCHED_IDLE` for the calling thread (Linux): it runs only when no
+/// ordinary thread wants the CPU, and a waking request thread preempts it
+/// at once.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::warn!(%error, "cannot lower the priority of a password hashing thread");
+    use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy};
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    let native = thread_priority::unix::thread_native_id();
+    if let Err(error) = set_thread_priority_and_policy(native, thread_priority::ThreadPriority::Min, idle) {
+        tracing::warn!(?error, "cannot lower the priority of a password hashing thread");
     }
 }
 
@@ -91,15 +94,15 @@ mod tests {
     #[tokio::test]
     async fn jobs_run_on_low_priority_threads() {
         let pool = HashPool::new(2);
-        let (name, nice) = pool
-            .run(|| {
-                let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
-                (std::thread::current().name().map(str::to_owned), nice)
-            })
+        let (name, policy) = pool
+            .run(|| (std::thread::current().name().map(str::to_owned), thread_priority::unix::thread_schedule_policy()))
             .await
             .unwrap();
         assert!(name.unwrap().starts_with("portcullis-hash-"));
-        assert_eq!(nice, 19);
+        let idle = thread_priority::unix::ThreadSchedulePolicy::Normal(
+            thread_priority::unix::NormalThreadSchedulePolicy::Idle,
+        );
+        assert_eq!(policy.unwrap(), idle);
         let results = futures_util::future::join_all((0..10).map(|n| pool.run(move || n * 2))).await;
         assert_eq!(results.into_iter().map(Result::unwrap).sum::<i32>(), 90);
     }

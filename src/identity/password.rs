@@ -19,8 +19,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 use super::hash_pool::HashPool;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 
 use crate::config::secrets::Secret;
 
@@ -143,20 +143,23 @@ impl PasswordHasher {
         let current = self.params.clone();
         let argon2 = self.argon2();
         let password = password.clone();
-        self.pool.run(move || {
-            let Ok(hash) = PasswordHash::new(&stored) else { return Verified::No };
-            let matches = argon2.verify_password(password.expose().as_bytes(), &hash).is_ok();
-            if !(matches && known) {
-                return Verified::No;
-            }
-            let outdated = hash.algorithm.as_str() != "argon2id"
-                || Params::try_from(&hash).map_or(true, |p| {
-                    p.m_cost() != current.m_cost() || p.t_cost() != current.t_cost() || p.p_cost() != current.p_cost()
-                });
-            Verified::Yes { rehash: outdated }
-        })
-        .await
-        .map_err(|e| HashError(e.to_string()))
+        self.pool
+            .run(move || {
+                let Ok(hash) = PasswordHash::new(&stored) else { return Verified::No };
+                let matches = argon2.verify_password(password.expose().as_bytes(), &hash).is_ok();
+                if !(matches && known) {
+                    return Verified::No;
+                }
+                let outdated = hash.algorithm.as_str() != "argon2id"
+                    || Params::try_from(&hash).map_or(true, |p| {
+                        p.m_cost() != current.m_cost()
+                            || p.t_cost() != current.t_cost()
+                            || p.p_cost() != current.p_cost()
+                    });
+                Verified::Yes { rehash: outdated }
+            })
+            .await
+            .map_err(|e| HashError(e.to_string()))
     }
 }
 

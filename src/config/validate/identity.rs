@@ -224,12 +224,7 @@ pub(super) fn validate_login(v: &mut Validator<'_>, raw: &FileConfig, on_store_e
     LoginConfig {
         allow_registration: l.allow_registration.unwrap_or(false),
         policy: PasswordPolicy { min_length, max_length },
-        max_concurrent_hashes: v.count(
-            l.max_concurrent_hashes.as_ref(),
-            "login.max_concurrent_hashes",
-            1..=256,
-            cores,
-        ),
+        max_concurrent_hashes: v.count(l.max_concurrent_hashes.as_ref(), "login.max_concurrent_hashes", 1..=256, cores),
         max_failures: u32::try_from(v.count(l.max_failures.as_ref(), "login.max_failures", 1..=1000, 5)).unwrap_or(5),
         lockout: v.duration(l.lockout.as_ref(), "login.lockout", Duration::from_secs(15 * 60)),
         rate_limit: match &l.rate_limit {
