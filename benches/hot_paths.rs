@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the functions every request or login runs:
 //! access-token verification per algorithm, path normalization, route
 //! matching, a rate-limit decision in memory, JSON body parsing and schema
-//! validation, and one Argon2id password hash at the OWASP parameters.
+//! validation, security-header writing, and one Argon2id password hash at
+//! the OWASP parameters.
 //!
 //!     cargo bench --bench hot_paths
 //!
@@ -14,6 +15,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::config::Config;
 use portcullis::config::secrets::{Environment, Secret};
+use portcullis::gates::headers::HeaderPolicy;
 use portcullis::gates::path::normalize;
 use portcullis::gates::rate_limit::gcra::Limit;
 use portcullis::gates::rate_limit::memory::MemoryStore;
@@ -135,5 +137,30 @@ fn password_hash(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, token_verification, path_and_route, rate_limit_decision, validation, password_hash);
+/// The default security headers written onto an upstream answer carrying
+/// its own `Server` and `Content-Type` (what every response gets).
+fn header_writing(c: &mut Criterion) {
+    let policy = HeaderPolicy::default();
+    let mut upstream = http::HeaderMap::new();
+    upstream.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    upstream.insert(http::header::SERVER, http::HeaderValue::from_static("gunicorn"));
+    upstream.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("50"));
+    c.bench_function("headers/security_defaults", |b| {
+        b.iter(|| {
+            let mut headers = upstream.clone();
+            policy.apply(black_box(&mut headers), true);
+            headers
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    token_verification,
+    path_and_route,
+    rate_limit_decision,
+    validation,
+    header_writing,
+    password_hash
+);
 criterion_main!(benches);
