@@ -46,3 +46,37 @@ http {
 NGINX
   nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & PIDS+=($!)
 }
+
+# gateway_header DATA_DIR: the [server] and [log] sections of every benchmark
+# gateway: the HTTP listener on $PH serves the gateway to the trusted load
+# generator on 127.0.0.1 (as behind a TLS terminator), the HTTPS listener on
+# $PS serves it over TLS; the access log is off.
+gateway_header() {
+  cat <<TOML
+[server]
+https = "127.0.0.1:$PS"
+http = "127.0.0.1:$PH"
+http_behind_proxy = true
+trusted_proxies = ["127.0.0.1"]
+data_dir = "$1"
+
+[log]
+level = "warn"
+TOML
+}
+
+# mint_hs256 COUNT: COUNT distinct HS256 access tokens (sub user<i>, role
+# user, valid 2 hours) signed with $JWT_SECRET_KEY, one a line.
+mint_hs256() {
+  python3 - "$1" <<'PY'
+import base64, hashlib, hmac, json, os, sys, time, uuid
+key = os.environ["JWT_SECRET_KEY"].encode()
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+head = b64(b'{"alg":"HS256","typ":"JWT"}')
+for i in range(int(sys.argv[1])):
+    claims = {"sub": f"user{i}", "role": "user", "type": "access", "jti": str(uuid.uuid4()), "iat": now, "nbf": now, "exp": now + 7200}
+    body = head + "." + b64(json.dumps(claims, separators=(",", ":")).encode())
+    print(body + "." + b64(hmac.new(key, body.encode(), hashlib.sha256).digest()))
+PY
+}

@@ -23,16 +23,7 @@ cargo build --release --quiet
 BIN=$ROOT/target/release/portcullis
 UP=$(free_port); PH=$(free_port); PS=$(free_port)
 RAW=$OUT/login-raw-$TS.tsv; TABLE=$OUT/login-$TS.md
-cat >"$RUN/login.toml" <<TOML
-[server]
-https = "127.0.0.1:$PS"
-http = "127.0.0.1:$PH"
-http_behind_proxy = true
-trusted_proxies = ["127.0.0.1"]
-data_dir = "$RUN/data-login"
-
-[log]
-level = "warn"
+{ gateway_header "$RUN/data-login"; cat <<TOML
 
 [login]
 rate_limit = [{ rate = "1000000/minute", key = "ip" }]
@@ -44,6 +35,7 @@ upstream = "http://127.0.0.1:$UP"
 roles = ["user"]
 rate_limit = [{ rate = "1000000/second", key = "ip" }]
 TOML
+} >"$RUN/login.toml"
 PASSWORD=bench-password-not-common-7f3e
 rm -rf "$RUN/data-login"
 echo "$PASSWORD" | "$BIN" users add bench --role user --password-stdin --config "$RUN/login.toml" >/dev/null

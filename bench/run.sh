@@ -41,18 +41,7 @@ http {
   }
 }
 NGINX
-cat >"$RUN/portcullis.toml" <<TOML
-# Benchmark: the HTTP listener serves the gateway to a trusted proxy (the load
-# generator on 127.0.0.1), the HTTPS listener serves it over TLS.
-[server]
-https = "127.0.0.1:$PS"
-http = "127.0.0.1:$PH"
-http_behind_proxy = true
-trusted_proxies = ["127.0.0.1"]
-data_dir = "$RUN/data"
-
-[log]
-level = "warn"
+{ gateway_header "$RUN/data"; cat <<TOML
 
 [[route]]
 path = "/items/{id}"
@@ -90,6 +79,7 @@ upstream = "http://127.0.0.1:$UP"
 auth = "none"
 validate.body = { type = "object", required = ["name", "price"], properties = { name = { type = "string", maxLength = 80 }, price = { type = "number", minimum = 0 } } }
 TOML
+} >"$RUN/portcullis.toml"
 # The same gateway with its counters in Redis.
 mkdir -p "$RUN/redis"
 sed -e "s/127.0.0.1:$PS/127.0.0.1:$RS/; s/127.0.0.1:$PH/127.0.0.1:$RH/; s#$RUN/data#$RUN/data-redis#" "$RUN/portcullis.toml" >"$RUN/portcullis-redis.toml"
@@ -125,15 +115,7 @@ declare -A URL=(
   [nginx-proxy-post]="http://127.0.0.1:$NGP"
   [portcullis-post]="http://127.0.0.1:$PH"
 )
-HS256=$(python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time, uuid
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-claims = {"sub": "alice", "role": "user", "type": "access", "jti": str(uuid.uuid4()), "iat": now, "nbf": now, "exp": now + 7200}
-body = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims, separators=(",", ":")).encode())
-print(body + "." + b64(hmac.new(os.environ["JWT_SECRET_KEY"].encode(), body.encode(), hashlib.sha256).digest()))
-PY
-)
+HS256=$(mint_hs256 1)
 declare -A PATHS=([portcullis-jwt]=/orders/1 [portcullis-hs256]=/orders/1 [portcullis-rl-memory]=/limited/1 [portcullis-rl-redis]=/limited/1)
 declare -A TOKENS=([portcullis-jwt]=$TOKEN [portcullis-hs256]=$HS256 [haproxy-jwt]=$HS256)
 ITEM='{"name":"blue widget 001","price":12.50}'

@@ -1,7 +1,8 @@
 -- wrk script for bench/soak.sh: every request from a new client address
 -- (X-Forwarded-For, trusted from 127.0.0.1) with the next of many distinct
 -- tokens (SOAK_TOKENS: a file, one per line); one request in ten carries a
--- fresh invalid token instead. Prints the same RESULT line as wrk.lua.
+-- fresh invalid token instead. Its `done` (the RESULT line) is wrk.lua's.
+dofile("bench/wrk.lua")
 local tokens = {}
 local n = 0
 init = function(args)
@@ -22,12 +23,4 @@ request = function()
     ["X-Forwarded-For"] = ip,
     ["Authorization"] = "Bearer " .. token,
   })
-end
-done = function(summary, latency, requests)
-  local secs = summary.duration / 1e6
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d status_ge400=%d sock_err=%d\n",
-    summary.requests / secs, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
 end

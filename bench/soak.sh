@@ -19,16 +19,7 @@ BIN=$ROOT/target/release/portcullis
 UP=$(free_port); PH=$(free_port); PS=$(free_port)
 SAMPLES=$OUT/soak-raw-$TS.tsv; TABLE=$OUT/soak-$TS.md
 export JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-cat >"$RUN/soak.toml" <<TOML
-[server]
-https = "127.0.0.1:$PS"
-http = "127.0.0.1:$PH"
-http_behind_proxy = true
-trusted_proxies = ["127.0.0.1"]
-data_dir = "$RUN/data-soak"
-
-[log]
-level = "warn"
+{ gateway_header "$RUN/data-soak"; cat <<TOML
 
 [[tokens.shared_secret]]
 secret_env = "JWT_SECRET_KEY"
@@ -41,19 +32,10 @@ upstream = "http://127.0.0.1:$UP"
 roles = ["user"]
 rate_limit = [{ rate = "1000000/second", key = "ip" }]
 TOML
+} >"$RUN/soak.toml"
 rm -rf "$RUN/data-soak"
 # Distinct HS256 tokens (sub and jti differ), valid for the whole run.
-python3 - "$TOKENS" >"$RUN/soak-tokens.txt" <<'PY'
-import base64, hashlib, hmac, json, os, sys, time, uuid
-key = os.environ["JWT_SECRET_KEY"].encode()
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-for i in range(int(sys.argv[1])):
-    claims = {"sub": f"user{i}", "role": "user", "type": "access", "jti": str(uuid.uuid4()), "iat": now, "nbf": now, "exp": now + 7200}
-    body = head + "." + b64(json.dumps(claims, separators=(",", ":")).encode())
-    print(body + "." + b64(hmac.new(key, body.encode(), hashlib.sha256).digest()))
-PY
+mint_hs256 "$TOKENS" >"$RUN/soak-tokens.txt"
 start_upstream "$UP"
 "$BIN" serve --config "$RUN/soak.toml" >"$RUN/portcullis-soak.log" 2>&1 & PGW=$!; PIDS+=($PGW)
 for p in $UP $PH $PS; do wait_port "$p"; done
