@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{SpanKind, SpanRef, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpError};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
@@ -97,10 +97,7 @@ impl RequestTrace {
             true => propagator().extract(&HeaderExtractor(headers)),
             false => Context::new(),
         };
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method.to_owned()),
-            KeyValue::new("url.path", path.chars().take(256).collect::<String>()),
-        ];
+        let mut attributes = request_attributes(method, path);
         if let Some(ip) = client_ip {
             attributes.push(KeyValue::new("client.address", ip.to_string()));
         }
@@ -120,14 +117,11 @@ impl RequestTrace {
             span.update_name(format!("{} {route}", self.method));
             span.set_attribute(KeyValue::new("http.route", route.to_owned()));
         }
-        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+        record_status(&span, status);
         span.set_attribute(KeyValue::new("http.response.body.size", i64::try_from(bytes).unwrap_or(i64::MAX)));
         if let Some((gate, reason)) = refused_by {
             span.set_attribute(KeyValue::new("portcullis.gate", gate.to_owned()));
             span.set_attribute(KeyValue::new("portcullis.reason", reason.to_owned()));
-        }
-        if status >= 500 {
-            span.set_status(Status::error(format!("HTTP {status}")));
         }
         span.end();
     }
@@ -137,10 +131,7 @@ impl RequestTrace {
     /// client's `traceparent` and `tracestate`).
     pub fn upstream(&self, method: &str, url: &http::Uri, headers: &mut HeaderMap) -> Option<UpstreamSpan> {
         let installed = INSTALLED.get()?;
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method.to_owned()),
-            KeyValue::new("url.path", url.path().chars().take(256).collect::<String>()),
-        ];
+        let mut attributes = request_attributes(method, url.path());
         if let Some(host) = url.host() {
             attributes.push(KeyValue::new("server.address", host.to_owned()));
         }
@@ -164,6 +155,23 @@ impl RequestTrace {
     }
 }
 
+/// The attributes every span of an HTTP exchange starts with (the path cut
+/// at 256 characters).
+fn request_attributes(method: &str, path: &str) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("http.request.method", method.to_owned()),
+        KeyValue::new("url.path", path.chars().take(256).collect::<String>()),
+    ]
+}
+
+/// The response status, and the span's status `Error` for a 5xx.
+fn record_status(span: &SpanRef<'_>, status: u16) {
+    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+    if status >= 500 {
+        span.set_status(Status::error(format!("HTTP {status}")));
+    }
+}
+
 /// The client span of one upstream call.
 #[derive(Debug)]
 pub struct UpstreamSpan(Context);
@@ -173,12 +181,7 @@ impl UpstreamSpan {
     pub fn finish(self, status: Option<u16>) {
         let span = self.0.span();
         match status {
-            Some(status) => {
-                span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
-                if status >= 500 {
-                    span.set_status(Status::error(format!("HTTP {status}")));
-                }
-            }
+            Some(status) => record_status(&span, status),
             None => span.set_status(Status::error("upstream unreachable or timed out")),
         }
         span.end();
