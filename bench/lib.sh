@@ -27,9 +27,19 @@ need_oha() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; return 1; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# cpu_ticks PID...: user + system CPU time, in clock ticks, of each PID and
+# its child processes (nginx's workers), summed.
+cpu_ticks() {
+  local t=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 
 NGINX_COMMON='worker_processes auto; pid PIDFILE; error_log stderr warn; events { worker_connections 4096; }'
-# start_upstream PORT: nginx answering every request with a fixed 50-byte JSON.
+# start_upstream PORT: nginx answering every request with a fixed 50-byte JSON
+# (its master's PID in UPSTREAM_PID).
 start_upstream() {
   mkdir -p "$RUN/up"
   cat >"$RUN/up/nginx.conf" <<NGINX
@@ -44,7 +54,7 @@ http {
   }
 }
 NGINX
-  nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & PIDS+=($!)
+  nginx -p "$RUN/up/" -e stderr -c "$RUN/up/nginx.conf" -g 'daemon off;' >"$RUN/up.log" 2>&1 & UPSTREAM_PID=$!; PIDS+=($UPSTREAM_PID)
 }
 
 # gateway_header DATA_DIR: the [server] and [log] sections of every benchmark

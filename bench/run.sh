@@ -90,11 +90,11 @@ echo "bench-password-not-common-7f3e" | "$BIN" users add bench --role user --pas
 # HAProxy doing the anchors' job (HS256 JWT, role, per-address rate limit,
 # security headers): the anchors' own configuration, on this run's ports.
 sed -e "s/127.0.0.1:8100/127.0.0.1:$HP/; s/127.0.0.1:9000/127.0.0.1:$UP/" "$ROOT/bench/haproxy.cfg" >"$RUN/haproxy.cfg"
-haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 & PIDS+=($!)
-nginx -p "$RUN/ngp/" -e stderr -c "$RUN/ngp/nginx.conf" -g 'daemon off;' >"$RUN/ngp.log" 2>&1 & PIDS+=($!)
-redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$RUN/redis" >"$RUN/redis.log" 2>&1 & PIDS+=($!)
+haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 & PHA=$!; PIDS+=($PHA)
+nginx -p "$RUN/ngp/" -e stderr -c "$RUN/ngp/nginx.conf" -g 'daemon off;' >"$RUN/ngp.log" 2>&1 & PNG=$!; PIDS+=($PNG)
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$RUN/redis" >"$RUN/redis.log" 2>&1 & PRD=$!; PIDS+=($PRD)
 "$BIN" serve --config "$RUN/portcullis.toml" >"$RUN/portcullis.log" 2>&1 & PGW=$!; PIDS+=($PGW)
-"$BIN" serve --config "$RUN/portcullis-redis.toml" >"$RUN/portcullis-redis.log" 2>&1 & PIDS+=($!)
+"$BIN" serve --config "$RUN/portcullis-redis.toml" >"$RUN/portcullis-redis.log" 2>&1 & PGR=$!; PIDS+=($PGR)
 for p in $UP $NGP $PH $PS $RP $RH $RS $HP; do wait_port "$p"; done
 
 TOKEN=$(curl -sk "https://127.0.0.1:$PS/auth/login" -H 'content-type: application/json' \
@@ -134,14 +134,21 @@ RSS_IDLE=$(rss_kib "$PGW")
 echo "# warm-up"
 for s in "${STACKS[@]}"; do WRK_METHOD=${METHODS[$s]:-GET} WRK_BODY=${BODIES[$s]:-} WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/wrk.lua "${URL[$s]}" >/dev/null; done
 
-printf 'round\tstack\trps\tp50_ms\tp99_ms\trequests\tstatus_ge400\tsock_err\trss_kib\n' >"$RAW"
+# The processes whose CPU time a row's requests cost (the proxy in front of
+# the upstream; with Redis, the gateway and the Redis server together).
+declare -A CPU_OF=([direct]="$UPSTREAM_PID" [nginx-proxy]=$PNG [nginx-proxy-post]=$PNG [haproxy-jwt]=$PHA [portcullis-rl-redis]="$PGR $PRD")
+printf 'round\tstack\trps\tp50_ms\tp99_ms\trequests\tstatus_ge400\tsock_err\trss_kib\tcpu_us_per_req\n' >"$RAW"
 for r in $(seq 1 "$ROUNDS"); do
   for s in "${STACKS[@]}"; do
+    cpu_pids=${CPU_OF[$s]:-$PGW}; before=$(cpu_ticks $cpu_pids)
     line=$(WRK_METHOD=${METHODS[$s]:-GET} WRK_BODY=${BODIES[$s]:-} WRK_PATH=${PATHS[$s]:-/items/1} WRK_TOKEN=${TOKENS[$s]:-} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s -s bench/wrk.lua "${URL[$s]}" | grep '^RESULT')
     vals=$(echo "$line" | sed 's/[a-z0-9_]*=//g; s/^RESULT //')
+    ticks=$(( $(cpu_ticks $cpu_pids) - before ))
+    requests=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
+    cpu=$(python3 -c "print(f'{$ticks * 1e6 / $(getconf CLK_TCK) / max($requests, 1):.1f}')")
     rss=-; case $s in portcullis-rl-redis) ;; portcullis*) rss=$(rss_kib "$PGW") ;; esac
-    printf '%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" >>"$RAW"
-    echo "  round $r $s: ${line#RESULT } rss_kib=$rss"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" "$cpu" >>"$RAW"
+    echo "  round $r $s: ${line#RESULT } rss_kib=$rss cpu_us_per_req=$cpu"
     sleep 1
   done
 done
@@ -156,17 +163,18 @@ for r in rows:
 med = {}
 for s in stacks:
     rs = [r for r in rows if r["stack"] == s]
-    med[s] = {k: statistics.median(float(r[k]) for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+    med[s] = {k: statistics.median(float(r[k]) for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
     med[s]["rounds"] = " / ".join(f'{float(r["rps"]):.0f}' for r in rs)
     med[s]["errors"] = sum(int(r["status_ge400"]) + int(r["sock_err"]) for r in rs)
     rss = [int(r["rss_kib"]) for r in rs if r["rss_kib"] not in ("-", "")]
     med[s]["rss"] = f"{max(rss)/1024:.1f} MiB" if rss else "-"
 print(f"GET /items/1 (portcullis-jwt, portcullis-hs256: GET /orders/1 with an EdDSA or HS256 bearer token, a role rule and a per-address limit; haproxy-jwt: the anchors' HAProxy, HS256 token, role, per-address limit; portcullis-rl-*: GET /limited/1 with a per-address limit counted in memory or in Redis; *-post: POST /items with a 40-byte JSON body, validated against its schema by Portcullis; RSS is the first gateway's), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
-print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | req/s per round | errors | peak RSS under load |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("CPU µs/req: user + system CPU time of the proxy's process(es) during the round, divided by the requests served (for direct, the upstream nginx's; for portcullis-rl-redis, the gateway's plus the Redis server's).\n")
+print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | CPU µs/req | req/s per round | errors | peak RSS under load |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for s in stacks:
     m = med[s]
-    print(f'| {s} | {m["rps"]:.0f} | {m["p50_ms"]:.2f} | {m["p99_ms"]:.2f} | {m["rps"]/med["direct"]["rps"]:.2f} | {m["rps"]/med["nginx-proxy"]["rps"]:.2f} | {m["rounds"]} | {m["errors"]} | {m["rss"]} |')
+    print(f'| {s} | {m["rps"]:.0f} | {m["p50_ms"]:.2f} | {m["p99_ms"]:.2f} | {m["rps"]/med["direct"]["rps"]:.2f} | {m["rps"]/med["nginx-proxy"]["rps"]:.2f} | {m["cpu_us_per_req"]:.1f} | {m["rounds"]} | {m["errors"]} | {m["rss"]} |')
 PY
 cat "$TABLE"
 echo "(raw: $RAW, table: $TABLE)"

@@ -70,15 +70,20 @@ fn new_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let id = format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        prefix >> 32,
-        (prefix >> 16) & 0xffff,
-        prefix & 0xffff,
-        (n >> 48) & 0xffff,
-        n & 0xffff_ffff_ffff
-    );
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
+    // 8-4-4 hex digits of the prefix, then 4-12 of the counter.
+    let mut id = [b'-'; 36];
+    let mut write_hex = |at: usize, digits: usize, value: u64| {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for i in 0..digits {
+            id[at + i] = HEX[((value >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+    };
+    write_hex(0, 8, prefix >> 32);
+    write_hex(9, 4, (prefix >> 16) & 0xffff);
+    write_hex(14, 4, prefix & 0xffff);
+    write_hex(19, 4, (n >> 48) & 0xffff);
+    write_hex(24, 12, n & 0xffff_ffff_ffff);
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 fn well_formed_request_id(value: &HeaderValue) -> bool {
@@ -156,8 +161,8 @@ where
         let summary = RequestSummary {
             trace,
             request_id,
-            method: request.method().as_str().into(),
-            raw_path: request.uri().path().chars().take(256).collect(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
             client_ip: client.map(|c: ClientInfo| c.ip),
             started,
         };
@@ -176,24 +181,35 @@ where
 struct RequestSummary {
     trace: Option<RequestTrace>,
     request_id: HeaderValue,
-    method: Box<str>,
-    raw_path: Box<str>,
+    method: http::Method,
+    /// The request's URI as received (a reference count, not a copy).
+    uri: http::Uri,
     client_ip: Option<IpAddr>,
     started: Instant,
 }
 
 impl RequestSummary {
+    /// The path for logs and events: canonical when the path gate ran, else
+    /// the raw path cut to 256 characters.
+    fn path(&self, response: &Response<Body>) -> Box<str> {
+        match response.extensions().get::<CanonicalPath>() {
+            Some(path) => path.canonical().into(),
+            None => self.uri.path().chars().take(256).collect(),
+        }
+    }
+
     fn finish(self, mut response: Response<Body>) -> Response<Body> {
         let route = response.extensions().get::<MatchedRoute>().map(|r| r.0.clone());
-        let path: Box<str> = response
-            .extensions()
-            .get::<CanonicalPath>()
-            .map_or_else(|| self.raw_path.clone(), |p| p.canonical().into());
-        let request_id = self.request_id.to_str().unwrap_or("-").to_owned();
-        let subject = response.extensions().get::<Principal>().map(|p| p.0.sub.clone());
+        let rejection = response.extensions_mut().remove::<Rejection>();
+        // The access log and the span need the body's end; without them the
+        // response goes out as it is.
+        let logged = self.trace.is_some() || tracing::enabled!(target: "access", tracing::Level::INFO);
+        let path = if logged || rejection.is_some() { self.path(&response) } else { Box::default() };
+        let request_id = self.request_id.to_str().unwrap_or("-");
         let mut refused_by = None;
-        if let Some(rejection) = response.extensions_mut().remove::<Rejection>() {
-            let body = rejection.problem_json(&request_id);
+        if let Some(rejection) = rejection {
+            let body = rejection.problem_json(request_id);
+            let subject = response.extensions().get::<Principal>().map(|p| p.0.sub.clone());
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -202,9 +218,9 @@ impl RequestSummary {
             audit::emit(
                 &SecurityEvent::Refused(rejection.reason),
                 &EventContext {
-                    request_id: &request_id,
+                    request_id,
                     client_ip: self.client_ip,
-                    method: &self.method,
+                    method: self.method.as_str(),
                     path: &path,
                     route: route.as_deref(),
                     subject: subject.as_deref(),
@@ -213,10 +229,13 @@ impl RequestSummary {
         }
         response.headers_mut().insert(X_REQUEST_ID.clone(), self.request_id.clone());
         let status = response.status().as_u16();
-        crate::metrics::global().request(route.as_ref(), &self.method, status, self.started.elapsed());
+        crate::metrics::global().request(route.as_ref(), self.method.as_str(), status, self.started.elapsed());
+        if !logged {
+            return response;
+        }
         let (parts, body) = response.into_parts();
         let log = AccessLog {
-            request_id,
+            request_id: request_id.to_owned(),
             method: self.method,
             path,
             route,
@@ -233,7 +252,7 @@ impl RequestSummary {
 /// One access log line, written when the response body is done.
 struct AccessLog {
     request_id: String,
-    method: Box<str>,
+    method: http::Method,
     path: Box<str>,
     route: Option<Arc<str>>,
     status: u16,
@@ -304,6 +323,17 @@ impl http_body::Body for LoggedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_request_ids_are_uuid_shaped_and_distinct() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_str().unwrap();
+            assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");
+            assert!(well_formed_request_id(&id));
+        }
+    }
 
     #[test]
     fn request_ids() {

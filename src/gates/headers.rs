@@ -107,9 +107,13 @@ impl HeaderPolicy {
     /// Applies the policy. `credentialed` is true when the request carried
     /// credentials or the response sets a cookie.
     pub fn apply(&self, headers: &mut HeaderMap, credentialed: bool) {
-        for name in &self.remove {
+        // Scan the (few) headers present rather than look up every name.
+        let doomed: Vec<HeaderName> = headers.keys().filter(|name| self.remove.contains(name)).cloned().collect();
+        for name in doomed {
             headers.remove(name);
         }
+        // One growth of the map instead of several.
+        headers.reserve(self.set.len() + 2);
         for (name, value) in &self.set {
             headers.insert(name.clone(), value.clone());
         }

@@ -16,8 +16,10 @@
 //! assert_eq!(client_ip(untrusted_peer, Some("1.2.3.4"), &trusted).to_string(), "198.51.100.7");
 //! ```
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use ipnet::IpNet;
 
@@ -73,8 +75,10 @@ pub fn client_ip(peer: IpAddr, x_forwarded_for: Option<&str>, trusted: &[IpNet])
 pub fn client_info(peer: IpAddr, tls: bool, headers: &HeaderMap, trusted: &[IpNet]) -> ClientInfo {
     let peer = canonical_ip(peer);
     let peer_trusted = is_trusted(peer, trusted);
-    let xff = joined(headers, &X_FORWARDED_FOR);
-    let ip = client_ip(peer, xff.as_deref(), trusted);
+    let ip = match peer_trusted {
+        true => client_ip(peer, joined(headers, &X_FORWARDED_FOR).as_deref(), trusted),
+        false => peer,
+    };
     let https = if peer_trusted && !tls {
         headers
             .get(&X_FORWARDED_PROTO)
@@ -93,11 +97,52 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 /// `X-Forwarded-Host`.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// All values of a repeated header joined with `, ` (as RFC 9110 allows).
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+/// All values of a repeated header joined with `, ` (as RFC 9110 allows);
+/// borrowed when the header appears once (the usual case).
+fn joined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
     let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
     let first = values.next()?;
-    Some(values.fold(first.to_owned(), |acc, v| acc + ", " + v))
+    let Some(second) = values.next() else { return Some(Cow::Borrowed(first)) };
+    let mut all = String::with_capacity(first.len() + second.len() + 2);
+    for value in [first, second].into_iter().chain(values) {
+        if !all.is_empty() {
+            all.push_str(", ");
+        }
+        all.push_str(value);
+    }
+    Some(Cow::Owned(all))
+}
+
+/// Appends `ip` to `out` as text (`203.0.113.9`, `2001:db8::1`), without
+/// the formatting machinery for IPv4, the common case on the request path.
+///
+/// ```
+/// let mut text = String::from("for=");
+/// portcullis::proxy::forwarded::push_ip(&mut text, "203.0.113.9".parse().unwrap());
+/// assert_eq!(text, "for=203.0.113.9");
+/// ```
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Rewrites the forwarding headers of a request about to go upstream.
@@ -107,46 +152,56 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// what the gateway itself saw.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&str>) {
     let proto = if client.https { "https" } else { "http" };
-    let incoming_chain = if client.peer_trusted { joined(headers, &X_FORWARDED_FOR) } else { None };
-    let incoming_host = if client.peer_trusted {
-        headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()).map(str::to_owned)
-    } else {
-        None
-    };
-    let incoming_forwarded = if client.peer_trusted { joined(headers, &header::FORWARDED) } else { None };
-    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST, &header::FORWARDED] {
-        headers.remove(name);
+    let trusted = client.peer_trusted;
+    // X-Forwarded-For: the trusted chain, then the peer.
+    let mut chain = String::with_capacity(64);
+    if let Some(incoming) = joined(headers, &X_FORWARDED_FOR).filter(|_| trusted) {
+        chain.push_str(&incoming);
+        chain.push_str(", ");
     }
-    let chain = match incoming_chain {
-        Some(chain) => format!("{chain}, {}", client.peer),
-        None => client.peer.to_string(),
+    push_ip(&mut chain, client.peer);
+    // Forwarded (RFC 7239): the trusted elements, then ours.
+    let mut forwarded = String::with_capacity(96);
+    if let Some(incoming) = joined(headers, &header::FORWARDED).filter(|_| trusted) {
+        forwarded.push_str(&incoming);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str("for=");
+    match client.peer {
+        IpAddr::V4(_) => push_ip(&mut forwarded, client.peer),
+        IpAddr::V6(_) => {
+            forwarded.push_str("\"[");
+            push_ip(&mut forwarded, client.peer);
+            forwarded.push_str("]\"");
+        }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    let incoming_host = if trusted { headers.get(&X_FORWARDED_HOST).cloned() } else { None };
+    let host = match &incoming_host {
+        Some(value) => value.to_str().ok(),
+        None => host,
     };
-    let host = incoming_host.as_deref().or(host);
-    let node = match client.peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut element = format!("for={node};proto={proto}");
     if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')) {
-        element.push_str(";host=\"");
-        element.push_str(host);
-        element.push('"');
+        forwarded.push_str(";host=\"");
+        forwarded.push_str(host);
+        forwarded.push('"');
     }
-    let forwarded = match incoming_forwarded {
-        Some(previous) => format!("{previous}, {element}"),
-        None => element,
-    };
-    let mut set = |name: &HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+    let host = host.and_then(|h| HeaderValue::from_str(h).ok());
+    // `insert` replaces every incoming value of the name; a value that
+    // cannot be sent removes the name.
+    let mut set = |name: &HeaderName, value: Option<HeaderValue>| match value {
+        Some(value) => {
             headers.insert(name.clone(), value);
         }
+        None => {
+            headers.remove(name);
+        }
     };
-    set(&X_FORWARDED_FOR, &chain);
-    set(&X_FORWARDED_PROTO, proto);
-    if let Some(host) = host {
-        set(&X_FORWARDED_HOST, host);
-    }
-    set(&header::FORWARDED, &forwarded);
+    set(&X_FORWARDED_FOR, HeaderValue::from_maybe_shared(Bytes::from(chain)).ok());
+    set(&X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
+    set(&X_FORWARDED_HOST, host);
+    set(&header::FORWARDED, HeaderValue::from_maybe_shared(Bytes::from(forwarded)).ok());
 }
 
 #[cfg(test)]

@@ -86,6 +86,20 @@ pub struct ProxyTarget {
     max_body: u64,
     /// The route pattern, for metrics.
     route: Arc<str>,
+    /// The `Host` the upstream gets unless `preserve_host` (made once).
+    upstream_host: Option<http::HeaderValue>,
+}
+
+/// The `Host` header for `upstream`: its host, and its port unless it is
+/// the scheme's default (what the client would have derived per request).
+fn upstream_host(upstream: &Upstream) -> Option<http::HeaderValue> {
+    let host = upstream.authority.host();
+    let default_port = if upstream.scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
+    let value = match upstream.authority.port_u16() {
+        Some(port) if port != default_port => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    http::HeaderValue::from_str(&value).ok()
 }
 
 impl ProxyTarget {
@@ -101,6 +115,7 @@ impl ProxyTarget {
             upstream_timeout: route.upstream_timeout,
             max_body: route.max_body,
             route: Arc::from(route.pattern.as_str()),
+            upstream_host: upstream_host(&route.upstream),
         }
     }
 }
@@ -193,10 +208,15 @@ async fn forward(
         Some(Ok(host)) if target.preserve_host => {
             parts.headers.insert(header::HOST, host);
         }
-        _ => {
-            // hyper sets Host from the upstream URI.
-            parts.headers.remove(header::HOST);
-        }
+        _ => match &target.upstream_host {
+            Some(host) => {
+                parts.headers.insert(header::HOST, host.clone());
+            }
+            None => {
+                // hyper sets Host from the upstream URI.
+                parts.headers.remove(header::HOST);
+            }
+        },
     }
     parts.version = Version::HTTP_11;
     let body = if parts.headers.contains_key(header::CONTENT_LENGTH) || body.is_end_stream() {
@@ -326,6 +346,20 @@ mod tests {
         let config = Config::from_text("t", &toml, &Default::default()).unwrap();
         let route = &config.routes[0];
         upstream_uri(&route.upstream, route.strip_prefix.as_deref(), path, query).unwrap().to_string()
+    }
+
+    #[test]
+    fn upstream_host_leaves_out_the_default_port() {
+        let host = |upstream: &str| {
+            let toml = format!("[[route]]\npath = \"/a\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n");
+            let config = Config::from_text("t", &toml, &Default::default()).unwrap();
+            upstream_host(&config.routes[0].upstream).unwrap()
+        };
+        assert_eq!(host("http://127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(host("http://api.internal:80/v1"), "api.internal");
+        assert_eq!(host("https://api.internal:443"), "api.internal");
+        assert_eq!(host("https://api.internal:8443"), "api.internal:8443");
+        assert_eq!(host("http://[::1]:9000"), "[::1]:9000");
     }
 
     #[test]

@@ -158,28 +158,42 @@ impl RateRule {
     }
 
     fn key_for<B>(&self, prefix: &str, index: usize, request: &Request<B>) -> String {
-        let ip = request.extensions().get::<ClientInfo>().map_or_else(|| "-".to_owned(), |c| c.ip.to_string());
+        use std::fmt::Write as _;
+        let ip = request.extensions().get::<ClientInfo>().map(|c| c.ip);
         let caller = request.extensions().get::<Principal>();
-        let mut key = format!("{prefix}#{index}");
+        let mut key = String::with_capacity(prefix.len() + 48);
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{prefix}#{index}");
+        let push_ip = |key: &mut String, tag: &str| {
+            key.push_str(tag);
+            match ip {
+                Some(ip) => crate::proxy::forwarded::push_ip(key, ip),
+                None => key.push('-'),
+            }
+        };
         for part in &self.key {
             key.push('|');
             match part {
-                KeyPart::Ip => key.push_str(&ip),
+                KeyPart::Ip => push_ip(&mut key, ""),
                 KeyPart::User => match caller {
-                    Some(p) => key.push_str(&format!("u:{}", p.0.sub)),
-                    None => key.push_str(&format!("ip:{ip}")),
+                    Some(p) => {
+                        key.push_str("u:");
+                        key.push_str(&p.0.sub);
+                    }
+                    None => push_ip(&mut key, "ip:"),
                 },
                 KeyPart::Client => match caller.and_then(|p| p.0.client_id.as_deref()) {
-                    Some(client) => key.push_str(&format!("c:{client}")),
-                    None => key.push_str(&format!("ip:{ip}")),
+                    Some(client) => {
+                        key.push_str("c:");
+                        key.push_str(client);
+                    }
+                    None => push_ip(&mut key, "ip:"),
                 },
                 KeyPart::Route => key.push_str("route"),
                 KeyPart::Header(name) => {
-                    let value = request
-                        .headers()
-                        .get(name)
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(256).collect::<String>());
-                    key.push_str(&value.unwrap_or_default());
+                    if let Some(value) = request.headers().get(name) {
+                        key.extend(String::from_utf8_lossy(value.as_bytes()).chars().take(256));
+                    }
                 }
             }
         }
