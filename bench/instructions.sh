@@ -63,7 +63,7 @@ rm -rf "$RUN/data-instructions" "$RUN"/callgrind.*
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$RUN/callgrind.%p" \
   "$BIN" serve --config "$RUN/instructions.toml" >"$RUN/instructions.log" 2>&1 & VG=$!; PIDS+=($VG)
 for p in $UP $PH; do wait_port "$p"; done
-callgrind_control -i on "$VG" >/dev/null
+callgrind_control -i on "$VG" >/dev/null 2>&1
 TOKEN=$(mint_hs256 1)
 ITEM='{"name":"blue widget 001","price":12.50}'
 for scenario in $SCENARIOS; do
@@ -77,13 +77,13 @@ for scenario in $SCENARIOS; do
   load() { "$OHA" -n "$1" -c 8 --no-tui --output-format json -H 'X-Forwarded-Proto: https' "${args[@]}" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["summary"]["successRate"])'; }
   load 500 >/dev/null
-  callgrind_control -z "$VG" >/dev/null
+  callgrind_control -z "$VG" >/dev/null 2>&1
   ok=$(load "$N")
-  callgrind_control -d "$scenario" "$VG" >/dev/null
+  callgrind_control -d "$scenario" "$VG" >/dev/null 2>&1
   sleep 1
   dump=$(ls "$RUN"/callgrind.*.* | sort -V | tail -1)
   total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   echo "$scenario: $((total / N)) instructions per request ($N requests, success rate $ok)"
   callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | grep 'portcullis::' | grep -v '{{closure}}' | head -"${TOP:-8}" \
-    | awk -v n="$N" '{v=$1; gsub(",", "", v); $1=$2=$3=""; sub(/^ +\?\?\?:/, ""); printf "  %7d  %s\n", v / n, substr($0, 1, 110)}'
+    | awk -v n="$N" '{v=$1; gsub(",", "", v); $1=$2=$3=""; sub(/^ +\?\?\?:/, ""); printf "  %7d  %s\n", v / n, substr($0, 1, 110)}' || true
 done
