@@ -26,40 +26,7 @@ if [ -z "${BIN:-}" ]; then cargo build --release --quiet; BIN=$ROOT/target/relea
 UP=$(free_port); PH=$(free_port); PS=$(free_port)
 export JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 start_upstream "$UP"
-{ gateway_header "$RUN/data-instructions"; cat <<TOML
-
-[[route]]
-path = "/items/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-
-[[route]]
-path = "/limited/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-rate_limit = [{ rate = "1000000/second", key = "ip" }]
-
-[[route]]
-path = "/orders/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-roles = ["user"]
-rate_limit = [{ rate = "1000000/second", key = "ip" }]
-
-[[tokens.shared_secret]]
-secret_env = "JWT_SECRET_KEY"
-roles_claim = "role"
-
-[[route]]
-path = "/items"
-methods = ["POST"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-validate.body = { type = "object", required = ["name", "price"], properties = { name = { type = "string", maxLength = 80 }, price = { type = "number", minimum = 0 } } }
-TOML
-} >"$RUN/instructions.toml"
+{ gateway_header "$RUN/data-instructions"; bench_routes; } >"$RUN/instructions.toml"
 rm -rf "$RUN/data-instructions" "$RUN"/callgrind.*
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$RUN/callgrind.%p" \
   "$BIN" serve --config "$RUN/instructions.toml" >"$RUN/instructions.log" 2>&1 & VG=$!; PIDS+=($VG)

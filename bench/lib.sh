@@ -75,6 +75,50 @@ level = "warn"
 TOML
 }
 
+# bench_routes: the routes every benchmark gateway serves, to the nginx
+# upstream on $UP (GET, the full token chain, a rate-limited GET and a
+# validated POST).
+bench_routes() {
+  cat <<TOML
+
+[[route]]
+path = "/items/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
+
+# The full chain: bearer token verified (EdDSA, issued by Portcullis; or
+# HS256 from the shared-secret issuer, like HAProxy's), role checked, a
+# per-address limit that never refuses, identity forwarded.
+[[route]]
+path = "/orders/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+roles = ["user"]
+rate_limit = [{ rate = "1000000/second", key = "ip" }]
+
+[[tokens.shared_secret]]
+secret_env = "JWT_SECRET_KEY"
+roles_claim = "role"
+
+# A generous per-address limit (never refuses here): the cost of counting.
+[[route]]
+path = "/limited/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
+rate_limit = [{ rate = "1000000/second", key = "ip" }]
+
+# POST with a 40-byte JSON body checked against its schema (the anchors' scenario b).
+[[route]]
+path = "/items"
+methods = ["POST"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
+validate.body = { type = "object", required = ["name", "price"], properties = { name = { type = "string", maxLength = 80 }, price = { type = "number", minimum = 0 } } }
+TOML
+}
+
 # mint_hs256 COUNT: COUNT distinct HS256 access tokens (sub user<i>, role
 # user, valid 2 hours) signed with $JWT_SECRET_KEY, one a line.
 mint_hs256() {

@@ -41,45 +41,7 @@ http {
   }
 }
 NGINX
-{ gateway_header "$RUN/data"; cat <<TOML
-
-[[route]]
-path = "/items/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-
-# The full chain: bearer token verified (EdDSA, issued by Portcullis; or
-# HS256 from the shared-secret issuer, like HAProxy's), role checked, a
-# per-address limit that never refuses, identity forwarded.
-[[route]]
-path = "/orders/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-roles = ["user"]
-rate_limit = [{ rate = "1000000/second", key = "ip" }]
-
-[[tokens.shared_secret]]
-secret_env = "JWT_SECRET_KEY"
-roles_claim = "role"
-
-# A generous per-address limit (never refuses here): the cost of counting.
-[[route]]
-path = "/limited/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-rate_limit = [{ rate = "1000000/second", key = "ip" }]
-
-# POST with a 40-byte JSON body checked against its schema (the anchors' scenario b).
-[[route]]
-path = "/items"
-methods = ["POST"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-validate.body = { type = "object", required = ["name", "price"], properties = { name = { type = "string", maxLength = 80 }, price = { type = "number", minimum = 0 } } }
-TOML
-} >"$RUN/portcullis.toml"
+{ gateway_header "$RUN/data"; bench_routes; } >"$RUN/portcullis.toml"
 # The same gateway with its counters in Redis.
 mkdir -p "$RUN/redis"
 sed -e "s/127.0.0.1:$PS/127.0.0.1:$RS/; s/127.0.0.1:$PH/127.0.0.1:$RH/; s#$RUN/data#$RUN/data-redis#" "$RUN/portcullis.toml" >"$RUN/portcullis-redis.toml"
