@@ -155,14 +155,14 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, client: &ClientInfo, host
     let trusted = client.peer_trusted;
     // X-Forwarded-For: the trusted chain, then the peer.
     let mut chain = String::with_capacity(64);
-    if let Some(incoming) = joined(headers, &X_FORWARDED_FOR).filter(|_| trusted) {
+    if let Some(incoming) = trusted.then(|| joined(headers, &X_FORWARDED_FOR)).flatten() {
         chain.push_str(&incoming);
         chain.push_str(", ");
     }
     push_ip(&mut chain, client.peer);
     // Forwarded (RFC 7239): the trusted elements, then ours.
     let mut forwarded = String::with_capacity(96);
-    if let Some(incoming) = joined(headers, &header::FORWARDED).filter(|_| trusted) {
+    if let Some(incoming) = trusted.then(|| joined(headers, &header::FORWARDED)).flatten() {
         forwarded.push_str(&incoming);
         forwarded.push_str(", ");
     }
@@ -178,10 +178,8 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, client: &ClientInfo, host
     forwarded.push_str(";proto=");
     forwarded.push_str(proto);
     let incoming_host = if trusted { headers.get(&X_FORWARDED_HOST).cloned() } else { None };
-    let host = match &incoming_host {
-        Some(value) => value.to_str().ok(),
-        None => host,
-    };
+    // A trusted proxy's host when it is text, else the one the client sent.
+    let host = incoming_host.as_ref().and_then(|v| v.to_str().ok()).or(host);
     if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')) {
         forwarded.push_str(";host=\"");
         forwarded.push_str(host);
@@ -249,6 +247,27 @@ mod tests {
         assert_eq!(info.ip.to_string(), "203.0.113.5");
         set_forwarding_headers(&mut headers, &info, None);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.5, 10.0.0.9, 10.0.0.1");
+    }
+
+    #[test]
+    fn a_trusted_proxys_host_is_kept_unless_it_is_not_text() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-host", "public.example.com".parse().unwrap());
+        let info = client_info("10.0.0.1".parse().unwrap(), false, &headers, &trusted);
+        set_forwarding_headers(&mut headers, &info, Some("internal:8080"));
+        assert_eq!(headers["x-forwarded-host"], "public.example.com");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-host", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        set_forwarding_headers(&mut headers, &info, Some("internal:8080"));
+        assert_eq!(headers["x-forwarded-host"], "internal:8080");
+        assert!(headers["forwarded"].to_str().unwrap().ends_with(";host=\"internal:8080\""));
+        // From an untrusted peer, its own X-Forwarded-Host is replaced.
+        let untrusted = client_info("198.51.100.7".parse().unwrap(), false, &headers, &trusted);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-host", "evil.example".parse().unwrap());
+        set_forwarding_headers(&mut headers, &untrusted, None);
+        assert!(headers.get("x-forwarded-host").is_none());
     }
 
     #[test]
