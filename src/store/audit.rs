@@ -29,10 +29,21 @@ const COLUMNS: [&str; 15] = [
 /// Rows per INSERT statement (15 parameters each, far below both databases' limits).
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// Rows of the next statement when `remaining` (at least one) rows are
+/// left: full statements, then powers of two. Only nine statement texts
+/// exist, so each is prepared once per connection; a statement of any
+/// length would be parsed again for every batch.
+fn statement_rows(remaining: usize) -> usize {
+    if remaining >= ROWS_PER_STATEMENT { ROWS_PER_STATEMENT } else { 1 << remaining.ilog2() }
+}
+
 /// Inserts `records` in one transaction; rows whose id exists are skipped.
 pub async fn insert(store: &Store, records: &[EventRecord]) -> Result<(), StoreError> {
     let mut transaction = store.pool().begin().await?;
-    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+    let mut rest = records;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(statement_rows(rest.len()));
+        rest = tail;
         let mut sql = format!("INSERT INTO audit_events ({}) VALUES ", COLUMNS.join(", "));
         for row in 0..chunk.len() {
             sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -205,4 +216,26 @@ pub async fn find(store: &Store, id: &str) -> Result<Option<EventRecord>, StoreE
         .bind(id)
         .fetch_optional(store.pool())
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_cover_every_row_with_few_distinct_lengths() {
+        let mut lengths = std::collections::BTreeSet::new();
+        for total in 1..=1000 {
+            let (mut rest, mut statements) = (total, 0);
+            while rest > 0 {
+                let rows = statement_rows(rest);
+                assert!((1..=rest).contains(&rows), "{total}: {rows} of {rest}");
+                lengths.insert(rows);
+                rest -= rows;
+                statements += 1;
+            }
+            assert!(statements <= total / ROWS_PER_STATEMENT + 8, "{total} rows in {statements} statements");
+        }
+        assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 64, 128, 200]);
+    }
 }
