@@ -75,21 +75,13 @@ level = "warn"
 TOML
 }
 
-# bench_routes: the routes every benchmark gateway serves, to the nginx
-# upstream on $UP (GET, the full token chain, a rate-limited GET and a
-# validated POST).
-bench_routes() {
+# bench_full_chain: GET /orders/{id} to the nginx upstream on $UP through
+# the full chain: bearer token verified (EdDSA, issued by Portcullis; or
+# HS256 from the shared-secret issuer in $JWT_SECRET_KEY, like HAProxy's),
+# role checked, a per-address limit that never refuses, identity forwarded.
+bench_full_chain() {
   cat <<TOML
 
-[[route]]
-path = "/items/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-auth = "none"
-
-# The full chain: bearer token verified (EdDSA, issued by Portcullis; or
-# HS256 from the shared-secret issuer, like HAProxy's), role checked, a
-# per-address limit that never refuses, identity forwarded.
 [[route]]
 path = "/orders/{id}"
 methods = ["GET"]
@@ -100,6 +92,21 @@ rate_limit = [{ rate = "1000000/second", key = "ip" }]
 [[tokens.shared_secret]]
 secret_env = "JWT_SECRET_KEY"
 roles_claim = "role"
+TOML
+}
+
+# bench_routes: the routes every load benchmark serves, to the nginx
+# upstream on $UP (GET, the full token chain, a rate-limited GET and a
+# validated POST).
+bench_routes() {
+  bench_full_chain
+  cat <<TOML
+
+[[route]]
+path = "/items/{id}"
+methods = ["GET"]
+upstream = "http://127.0.0.1:$UP"
+auth = "none"
 
 # A generous per-address limit (never refuses here): the cost of counting.
 [[route]]

@@ -23,19 +23,13 @@ cargo build --release --quiet
 BIN=$ROOT/target/release/portcullis
 UP=$(free_port); PH=$(free_port); PS=$(free_port)
 RAW=$OUT/login-raw-$TS.tsv; TABLE=$OUT/login-$TS.md
+export JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 { gateway_header "$RUN/data-login"; cat <<TOML
 
 [login]
 rate_limit = [{ rate = "1000000/minute", key = "ip" }]
-
-[[route]]
-path = "/orders/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-roles = ["user"]
-rate_limit = [{ rate = "1000000/second", key = "ip" }]
 TOML
-} >"$RUN/login.toml"
+bench_full_chain; } >"$RUN/login.toml"
 PASSWORD=bench-password-not-common-7f3e
 rm -rf "$RUN/data-login"
 echo "$PASSWORD" | "$BIN" users add bench --role user --password-stdin --config "$RUN/login.toml" >/dev/null

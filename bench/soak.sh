@@ -19,20 +19,7 @@ BIN=$ROOT/target/release/portcullis
 UP=$(free_port); PH=$(free_port); PS=$(free_port)
 SAMPLES=$OUT/soak-raw-$TS.tsv; TABLE=$OUT/soak-$TS.md
 export JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-{ gateway_header "$RUN/data-soak"; cat <<TOML
-
-[[tokens.shared_secret]]
-secret_env = "JWT_SECRET_KEY"
-roles_claim = "role"
-
-[[route]]
-path = "/orders/{id}"
-methods = ["GET"]
-upstream = "http://127.0.0.1:$UP"
-roles = ["user"]
-rate_limit = [{ rate = "1000000/second", key = "ip" }]
-TOML
-} >"$RUN/soak.toml"
+{ gateway_header "$RUN/data-soak"; bench_full_chain; } >"$RUN/soak.toml"
 rm -rf "$RUN/data-soak"
 # Distinct HS256 tokens (sub and jti differ), valid for the whole run.
 mint_hs256 "$TOKENS" >"$RUN/soak-tokens.txt"
