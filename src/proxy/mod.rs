@@ -204,19 +204,18 @@ async fn forward(
     if let Some(client) = parts.extensions.get::<ClientInfo>() {
         set_forwarding_headers(&mut parts.headers, client, client_host.as_deref());
     }
-    match client_host.as_deref().map(http::HeaderValue::from_str) {
-        Some(Ok(host)) if target.preserve_host => {
+    let host = match client_host.as_deref().map(http::HeaderValue::from_str) {
+        Some(Ok(host)) if target.preserve_host => Some(host),
+        _ => target.upstream_host.clone(),
+    };
+    match host {
+        Some(host) => {
             parts.headers.insert(header::HOST, host);
         }
-        _ => match &target.upstream_host {
-            Some(host) => {
-                parts.headers.insert(header::HOST, host.clone());
-            }
-            None => {
-                // hyper sets Host from the upstream URI.
-                parts.headers.remove(header::HOST);
-            }
-        },
+        None => {
+            // hyper sets Host from the upstream URI.
+            parts.headers.remove(header::HOST);
+        }
     }
     parts.version = Version::HTTP_11;
     let body = if parts.headers.contains_key(header::CONTENT_LENGTH) || body.is_end_stream() {
