@@ -3,6 +3,7 @@
 #
 #   bench/login.sh                        # 3 rounds, 10 s each, 32 connections, 200 req/s
 #   ROUNDS=1 DURATION=5s bench/login.sh   # quick run
+#   HASHES=1 bench/login.sh               # [login] max_concurrent_hashes (default: cores)
 #
 # Portcullis with its defaults for passwords (Argon2id, m = 19 MiB, t = 2,
 # p = 1; hashes at once: [login] max_concurrent_hashes) and the login limit
@@ -28,6 +29,7 @@ export JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(
 
 [login]
 rate_limit = [{ rate = "1000000/minute", key = "ip" }]
+${HASHES:+max_concurrent_hashes = $HASHES}
 TOML
 bench_full_chain; } >"$RUN/login.toml"
 PASSWORD=bench-password-not-common-7f3e

@@ -23,7 +23,7 @@ need_packages wrk nginx-light redis-server haproxy
 cargo build --release --quiet
 BIN=$ROOT/target/release/portcullis
 
-UP=$(free_port); NGP=$(free_port); PH=$(free_port); PS=$(free_port); RP=$(free_port); RH=$(free_port); RS=$(free_port); HP=$(free_port)
+UP=$(free_port); NGP=$(free_port); PH=$(free_port); PS=$(free_port); RP=$(free_port); RH=$(free_port); RS=$(free_port); HP=$(free_port); LH=$(free_port); LS=$(free_port)
 export JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 
 start_upstream "$UP"
@@ -46,7 +46,10 @@ NGINX
 mkdir -p "$RUN/redis"
 sed -e "s/127.0.0.1:$PS/127.0.0.1:$RS/; s/127.0.0.1:$PH/127.0.0.1:$RH/; s#$RUN/data#$RUN/data-redis#" "$RUN/portcullis.toml" >"$RUN/portcullis-redis.toml"
 printf '\n[rate_limit]\nstore = "redis://127.0.0.1:%s/0"\n' "$RP" >>"$RUN/portcullis-redis.toml"
-rm -rf "$RUN/data" "$RUN/data-redis"
+# And with leases (up to 32 tokens per key and round trip).
+sed -e "s/127.0.0.1:$RS/127.0.0.1:$LS/; s/127.0.0.1:$RH/127.0.0.1:$LH/; s#$RUN/data-redis#$RUN/data-lease#" "$RUN/portcullis-redis.toml" >"$RUN/portcullis-lease.toml"
+printf 'lease = 32\n' >>"$RUN/portcullis-lease.toml"
+rm -rf "$RUN/data" "$RUN/data-redis" "$RUN/data-lease"
 echo "bench-password-not-common-7f3e" | "$BIN" users add bench --role user --password-stdin --config "$RUN/portcullis.toml" >/dev/null
 
 # HAProxy doing the anchors' job (HS256 JWT, role, per-address rate limit,
@@ -57,11 +60,12 @@ nginx -p "$RUN/ngp/" -e stderr -c "$RUN/ngp/nginx.conf" -g 'daemon off;' >"$RUN/
 redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$RUN/redis" >"$RUN/redis.log" 2>&1 & PRD=$!; PIDS+=($PRD)
 "$BIN" serve --config "$RUN/portcullis.toml" >"$RUN/portcullis.log" 2>&1 & PGW=$!; PIDS+=($PGW)
 "$BIN" serve --config "$RUN/portcullis-redis.toml" >"$RUN/portcullis-redis.log" 2>&1 & PGR=$!; PIDS+=($PGR)
-for p in $UP $NGP $PH $PS $RP $RH $RS $HP; do wait_port "$p"; done
+"$BIN" serve --config "$RUN/portcullis-lease.toml" >"$RUN/portcullis-lease.log" 2>&1 & PGL=$!; PIDS+=($PGL)
+for p in $UP $NGP $PH $PS $RP $RH $RS $HP $LH $LS; do wait_port "$p"; done
 
 TOKEN=$(curl -sk "https://127.0.0.1:$PS/auth/login" -H 'content-type: application/json' \
   -d '{"username":"bench","password":"bench-password-not-common-7f3e"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-ALL_STACKS=(direct nginx-proxy portcullis portcullis-tls haproxy-jwt portcullis-jwt portcullis-hs256 portcullis-rl-memory portcullis-rl-redis nginx-proxy-post portcullis-post)
+ALL_STACKS=(direct nginx-proxy portcullis portcullis-tls haproxy-jwt portcullis-jwt portcullis-hs256 portcullis-rl-memory portcullis-rl-redis portcullis-rl-redis-lease nginx-proxy-post portcullis-post)
 # ONLY="portcullis-rl-memory portcullis-rl-redis": those rows beside the two references.
 if [ -n "${ONLY:-}" ]; then read -ra STACKS <<<"direct nginx-proxy $ONLY"; else STACKS=("${ALL_STACKS[@]}"); fi
 declare -A URL=(
@@ -74,11 +78,12 @@ declare -A URL=(
   [portcullis-hs256]="http://127.0.0.1:$PH"
   [portcullis-rl-memory]="http://127.0.0.1:$PH"
   [portcullis-rl-redis]="http://127.0.0.1:$RH"
+  [portcullis-rl-redis-lease]="http://127.0.0.1:$LH"
   [nginx-proxy-post]="http://127.0.0.1:$NGP"
   [portcullis-post]="http://127.0.0.1:$PH"
 )
 HS256=$(mint_hs256 1)
-declare -A PATHS=([portcullis-jwt]=/orders/1 [portcullis-hs256]=/orders/1 [portcullis-rl-memory]=/limited/1 [portcullis-rl-redis]=/limited/1)
+declare -A PATHS=([portcullis-jwt]=/orders/1 [portcullis-hs256]=/orders/1 [portcullis-rl-memory]=/limited/1 [portcullis-rl-redis]=/limited/1 [portcullis-rl-redis-lease]=/limited/1)
 declare -A TOKENS=([portcullis-jwt]=$TOKEN [portcullis-hs256]=$HS256 [haproxy-jwt]=$HS256)
 ITEM='{"name":"blue widget 001","price":12.50}'
 declare -A METHODS=([nginx-proxy-post]=POST [portcullis-post]=POST)
@@ -98,7 +103,7 @@ for s in "${STACKS[@]}"; do WRK_METHOD=${METHODS[$s]:-GET} WRK_BODY=${BODIES[$s]
 
 # The processes whose CPU time a row's requests cost (the proxy in front of
 # the upstream; with Redis, the gateway and the Redis server together).
-declare -A CPU_OF=([direct]="$UPSTREAM_PID" [nginx-proxy]=$PNG [nginx-proxy-post]=$PNG [haproxy-jwt]=$PHA [portcullis-rl-redis]="$PGR $PRD")
+declare -A CPU_OF=([direct]="$UPSTREAM_PID" [nginx-proxy]=$PNG [nginx-proxy-post]=$PNG [haproxy-jwt]=$PHA [portcullis-rl-redis]="$PGR $PRD" [portcullis-rl-redis-lease]="$PGL $PRD")
 printf 'round\tstack\trps\tp50_ms\tp99_ms\trequests\tstatus_ge400\tsock_err\trss_kib\tcpu_us_per_req\n' >"$RAW"
 for r in $(seq 1 "$ROUNDS"); do
   for s in "${STACKS[@]}"; do
@@ -108,7 +113,7 @@ for r in $(seq 1 "$ROUNDS"); do
     ticks=$(( $(cpu_ticks $cpu_pids) - before ))
     requests=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
     cpu=$(python3 -c "print(f'{$ticks * 1e6 / $(getconf CLK_TCK) / max($requests, 1):.1f}')")
-    rss=-; case $s in portcullis-rl-redis) ;; portcullis*) rss=$(rss_kib "$PGW") ;; esac
+    rss=-; case $s in portcullis-rl-redis*) ;; portcullis*) rss=$(rss_kib "$PGW") ;; esac
     printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$(echo "$vals" | tr ' ' '\t')" "$rss" "$cpu" >>"$RAW"
     echo "  round $r $s: ${line#RESULT } rss_kib=$rss cpu_us_per_req=$cpu"
     sleep 1
@@ -131,7 +136,7 @@ for s in stacks:
     rss = [int(r["rss_kib"]) for r in rs if r["rss_kib"] not in ("-", "")]
     med[s]["rss"] = f"{max(rss)/1024:.1f} MiB" if rss else "-"
 print(f"GET /items/1 (portcullis-jwt, portcullis-hs256: GET /orders/1 with an EdDSA or HS256 bearer token, a role rule and a per-address limit; haproxy-jwt: the anchors' HAProxy, HS256 token, role, per-address limit; portcullis-rl-*: GET /limited/1 with a per-address limit counted in memory or in Redis; *-post: POST /items with a 40-byte JSON body, validated against its schema by Portcullis; RSS is the first gateway's), wrk -c{conns} -d{duration}, median of {rounds} interleaved round(s); Portcullis idle RSS {int(rss_idle)/1024:.1f} MiB\n")
-print("CPU µs/req: user + system CPU time of the proxy's process(es) during the round, divided by the requests served (for direct, the upstream nginx's; for portcullis-rl-redis, the gateway's plus the Redis server's).\n")
+print("CPU µs/req: user + system CPU time of the proxy's process(es) during the round, divided by the requests served (for direct, the upstream nginx's; for portcullis-rl-redis and -lease, the gateway's plus the Redis server's).\n")
 print("| stack | req/s (median) | p50 ms | p99 ms | x direct | x nginx-proxy | CPU µs/req | req/s per round | errors | peak RSS under load |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for s in stacks:

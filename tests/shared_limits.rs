@@ -216,12 +216,12 @@ async fn a_batch_decides_like_sequential_calls() {
     // the third check of `a` only looks (commit 0).
     let mut invocation = script.prepare_invoke();
     for (key, commit) in [("a", "1"), ("a", "1"), ("b", "1"), ("a", "0"), ("a", "1")] {
-        invocation.key(key).arg(3_600_000_000u64).arg(2).arg(1).arg(commit);
+        invocation.key(key).arg(3_600_000_000u64).arg(2).arg(1).arg(commit).arg(0);
     }
     let numbers: Vec<i64> = invocation.invoke_async(&mut connection).await.unwrap();
-    let admitted: Vec<i64> = numbers.chunks(4).map(|n| n[0]).collect();
+    let admitted: Vec<i64> = numbers.chunks(5).map(|n| n[0]).collect();
     assert_eq!(admitted, [1, 1, 1, 0, 0]);
-    let remaining: Vec<i64> = numbers.chunks(4).map(|n| n[1]).collect();
+    let remaining: Vec<i64> = numbers.chunks(5).map(|n| n[1]).collect();
     assert_eq!(remaining, [1, 0, 1, 0, 0]);
     // Stored once per key, with the final value: two intervals ahead for `a`.
     let ttl: i64 = redis::cmd("PTTL").arg("a").query_async(&mut connection).await.unwrap();
@@ -230,7 +230,100 @@ async fn a_batch_decides_like_sequential_calls() {
     assert!((3_600_000 - 5_000..=3_600_000 + 1).contains(&ttl), "{ttl}");
     // A second call continues from the stored value.
     let mut again = script.prepare_invoke();
-    again.key("a").arg(3_600_000_000u64).arg(2).arg(1).arg("1");
+    again.key("a").arg(3_600_000_000u64).arg(2).arg(1).arg("1").arg(0);
     let numbers: Vec<i64> = again.invoke_async(&mut connection).await.unwrap();
     assert_eq!(numbers[0], 0, "a is still full");
+
+    // Leases: a quarter of what is left at most, none near the limit; given back exactly.
+    let hour = 3_600_000_000u64;
+    let mut lease = script.prepare_invoke();
+    lease.key("c").arg(hour).arg(100).arg(1).arg("1").arg(8);
+    lease.key("d").arg(hour).arg(4).arg(1).arg("1").arg(8);
+    lease.key("e").arg(hour).arg(9).arg(1).arg("1").arg(8);
+    let numbers: Vec<i64> = lease.invoke_async(&mut connection).await.unwrap();
+    let leased: Vec<i64> = numbers.chunks(5).map(|n| n[4]).collect();
+    assert_eq!(leased, [8, 0, 2], "min(8, remaining / 4): 99 → 8, 3 → 0, 8 → 2");
+    assert_eq!(numbers[1], 99, "the caller's remaining counts its leased tokens");
+    let ttl: i64 = redis::cmd("PTTL").arg("c").query_async(&mut connection).await.unwrap();
+    assert!((9 * 3_600_000 - 5_000..=9 * 3_600_000 + 1).contains(&ttl), "one request and 8 leased: {ttl}");
+    let mut refund = script.prepare_invoke();
+    refund.key("c").arg(hour).arg(100).arg(5).arg("r").arg(0);
+    refund.key("e").arg(hour).arg(9).arg(3).arg("r").arg(0);
+    let numbers: Vec<i64> = refund.invoke_async(&mut connection).await.unwrap();
+    assert_eq!(numbers, [0; 10]);
+    let ttl: i64 = redis::cmd("PTTL").arg("c").query_async(&mut connection).await.unwrap();
+    assert!((4 * 3_600_000 - 5_000..=4 * 3_600_000 + 1).contains(&ttl), "five given back: {ttl}");
+    let exists: i64 = redis::cmd("EXISTS").arg("e").query_async(&mut connection).await.unwrap();
+    assert_eq!(exists, 0, "given back below now: the key is fully available and deleted");
+}
+
+/// How many script calls Redis has run.
+fn script_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.command("INFO commandstats").unwrap();
+    stats
+        .split("cmdstat_evalsha:calls=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+/// With `lease`, one round trip admits many requests of one instance,
+/// several leasing instances together never admit more than the limit, and
+/// unused tokens are given back so the whole limit stays usable.
+#[tokio::test]
+async fn leased_tokens_save_round_trips_and_never_exceed_the_limit() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let config = format!(
+        "{TEST_SERVER}[rate_limit]\nstore = \"{}\"\nlease = 16\n{}{}",
+        redis.url(),
+        route("/wide", &upstream, "rate_limit = [{ rate = \"1000/hour\", key = \"route\" }]"),
+        route("/shared", &upstream, "rate_limit = [{ rate = \"25/hour\", key = \"route\" }]"),
+    );
+    let servers: Vec<Portcullis> = (0..3).map(|_| Portcullis::start(&config, &[])).collect();
+
+    let client = servers[0].client();
+    let before = script_calls(&redis);
+    let mut remaining = Vec::new();
+    for _ in 0..20 {
+        let response = client.get(servers[0].url("/wide")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let state = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        let r = state.split(";r=").nth(1).and_then(|rest| rest.split(';').next()).unwrap();
+        remaining.push(r.parse::<u32>().unwrap());
+    }
+    let calls = script_calls(&redis) - before;
+    assert!(calls <= 10, "20 requests took {calls} script calls");
+    assert_eq!(remaining[0], 999);
+    assert!(remaining.windows(2).all(|w| w[1] < w[0]), "{remaining:?}");
+    // The unused leased tokens go back: the key holds exactly the 20 requests.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ttl = redis.command("PTTL portcullis:rl:/wide#0|route").unwrap();
+    let ttl: i64 = ttl.trim_start_matches(':').parse().unwrap();
+    assert!((20 * 3_600 - 10_000..=20 * 3_600 + 1).contains(&ttl), "20 intervals of 3.6 s: {ttl} ms");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..20 {
+        for server in &servers {
+            let (client, url) = (server.client(), server.url(&format!("/shared?n={round}")));
+            tasks.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
+        }
+    }
+    let statuses: Vec<u16> = tasks.join_all().await;
+    let mut admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(admitted <= 25, "60 requests over 3 leasing instances, one limit of 25: {statuses:?}");
+    // Once the leases are given back, what is left is admitted, and no more.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let client = servers[1].client();
+    for _ in 0..30 {
+        match client.get(servers[1].url("/shared")).send().await.unwrap().status().as_u16() {
+            200 => admitted += 1,
+            status => {
+                assert_eq!(status, 429);
+                break;
+            }
+        }
+    }
+    assert_eq!(admitted, 25, "exactly the limit in all");
+    assert_eq!(upstream.requests().iter().filter(|r| r.path.starts_with("/shared")).count(), 25);
 }

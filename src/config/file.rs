@@ -378,6 +378,8 @@ pub struct RateLimitSection {
     pub store_timeout: Option<Spanned<String>>,
     /// Prefix of the Redis keys (default `portcullis:rl:`).
     pub key_prefix: Option<Spanned<String>>,
+    /// Most tokens a serving thread reserves from Redis per key and round trip (default 0: none).
+    pub lease: Option<Spanned<i64>>,
     /// Limits for routes that set none.
     pub default: Option<Vec<Spanned<RateRuleSection>>>,
     /// Most keys tracked in memory (default 100,000).

@@ -169,6 +169,8 @@ pub struct RateLimitConfig {
     pub store_timeout: Duration,
     /// Prefix of the Redis keys.
     pub key_prefix: String,
+    /// Most tokens leased per key and round trip (0: every decision in Redis).
+    pub lease: u32,
     /// Most keys tracked in memory (also by the fallback).
     pub max_keys: usize,
 }

@@ -68,6 +68,7 @@ fn validate_rate_limit(v: &mut Validator<'_>, raw: &FileConfig) -> RateLimitConf
         store_timeout,
         key_prefix: r.key_prefix.as_ref().map_or_else(|| "portcullis:rl:".to_owned(), |p| p.get_ref().clone()),
         max_keys: v.count(r.max_keys.as_ref(), "rate_limit.max_keys", 100..=10_000_000, 100_000),
+        lease: u32::try_from(v.count(r.lease.as_ref(), "rate_limit.lease", 0..=10_000, 0)).unwrap_or(0),
     }
 }
 

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
@@ -28,6 +28,16 @@ use tower::{Layer, Service};
 
 use crate::body::Body;
 use crate::error::{Reason, Rejection};
+
+/// Requests that entered the gateway since the process started (every
+/// [`InFlight`]), read by the password-hashing threads to tell whether
+/// other requests are being served ([`crate::identity::hash_pool`]).
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many requests entered the gateway since the process started.
+pub fn requests_started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
 
 /// The shared count of requests in progress.
 #[derive(Debug, Clone)]
@@ -55,6 +65,7 @@ impl InFlight {
     /// A slot, or `None` when `max` requests are already in progress.
     pub fn try_enter(&self) -> Option<Slot> {
         let previous = self.count.fetch_add(1, Ordering::AcqRel);
+        STARTED.fetch_add(1, Ordering::Relaxed);
         let slot = Slot(self.count.clone());
         (previous < self.max).then_some(slot)
     }

@@ -276,6 +276,7 @@ fn rate_stores(config: &Config, env: &Environment) -> anyhow::Result<RateStores>
         password: read_secret(env, REDIS_PASSWORD, SecretKind::Password)?,
         key_prefix: r.key_prefix.clone(),
         timeout: r.store_timeout,
+        lease: r.lease,
     };
     RateStores::redis(settings, r.max_keys).map_err(anyhow::Error::msg)
 }

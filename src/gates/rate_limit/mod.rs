@@ -24,6 +24,7 @@
 
 pub mod breaker;
 pub mod gcra;
+pub mod lease;
 pub mod memory;
 pub mod redis;
 pub mod store;

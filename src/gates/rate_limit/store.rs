@@ -193,6 +193,7 @@ impl StoreHealth {
 #[derive(Clone)]
 pub struct RateStores {
     memory: Arc<MemoryStore>,
+    max_keys: usize,
     redis: Option<(redis::Client, RedisSettings)>,
     health: Arc<StoreHealth>,
 }
@@ -200,7 +201,12 @@ pub struct RateStores {
 impl RateStores {
     /// Counters in memory only.
     pub fn memory(max_keys: usize) -> Self {
-        Self { memory: Arc::new(MemoryStore::new(max_keys)), redis: None, health: Arc::new(StoreHealth::new(false)) }
+        Self {
+            memory: Arc::new(MemoryStore::new(max_keys)),
+            max_keys,
+            redis: None,
+            health: Arc::new(StoreHealth::new(false)),
+        }
     }
 
     /// Counters in Redis, with a memory store of `max_keys` as fallback.
@@ -208,6 +214,7 @@ impl RateStores {
         let client = settings.client()?;
         Ok(Self {
             memory: Arc::new(MemoryStore::new(max_keys)),
+            max_keys,
             redis: Some((client, settings)),
             health: Arc::new(StoreHealth::new(true)),
         })
@@ -222,6 +229,7 @@ impl RateStores {
                 settings,
                 self.memory.clone(),
                 self.health.clone(),
+                self.max_keys,
             )?))),
         }
     }
