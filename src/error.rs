@@ -374,10 +374,12 @@ impl Rejection {
             }
             Reason::Unauthenticated { error, .. } => {
                 let value = match error {
-                    Some(code) => format!("Bearer error=\"{code}\""),
-                    None => "Bearer".to_owned(),
+                    None => Some(HeaderValue::from_static("Bearer")),
+                    Some("invalid_token") => Some(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+                    Some("invalid_request") => Some(HeaderValue::from_static("Bearer error=\"invalid_request\"")),
+                    Some(code) => HeaderValue::from_str(&format!("Bearer error=\"{code}\"")).ok(),
                 };
-                if let Ok(value) = HeaderValue::from_str(&value) {
+                if let Some(value) = value {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
@@ -477,5 +479,13 @@ mod tests {
         assert!(!r.problem_json("x").contains("signature"));
         let response = r.into_response();
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        for (error, header) in [
+            (None, "Bearer"),
+            (Some("invalid_request"), "Bearer error=\"invalid_request\""),
+            (Some("insufficient_scope"), "Bearer error=\"insufficient_scope\""),
+        ] {
+            let response = Rejection::new(Reason::Unauthenticated { error, check: String::new() }).into_response();
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], header);
+        }
     }
 }

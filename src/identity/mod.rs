@@ -148,6 +148,7 @@ pub struct Identity {
     external: Vec<external::ExternalIssuer>,
     shared_secret: Vec<shared_secret::SharedSecretIssuer>,
     unknown_external_kid: tokio::sync::Notify,
+    token_keys: cache::TokenKeys,
     verified: cache::VerifiedTokens<AccessClaims>,
     refused: cache::VerifiedTokens<TokenError>,
     sessions: sessions::SessionSettings,
@@ -222,6 +223,7 @@ impl Identity {
             external,
             shared_secret: Vec::new(),
             unknown_external_kid: tokio::sync::Notify::new(),
+            token_keys: cache::TokenKeys::default(),
             verified: cache::VerifiedTokens::new(50_000),
             refused: cache::VerifiedTokens::new(10_000),
             sessions: sessions::SessionSettings::default(),
@@ -261,7 +263,8 @@ impl Identity {
     /// Verifies an access token — Portcullis's own, or one of a configured
     /// external issuer (picked by its `iss`) — including revocation.
     pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
-        let claims = match self.verified.get(token) {
+        let key = self.token_keys.key(token);
+        let claims = match self.verified.get(key, token) {
             Some(claims) => {
                 let leeway = i64::try_from(self.rules.leeway).unwrap_or(0);
                 if claims.exp.saturating_add(leeway) < now() {
@@ -270,18 +273,18 @@ impl Identity {
                 claims
             }
             None => {
-                if let Some(refusal) = self.refused.get(token) {
+                if let Some(refusal) = self.refused.get(key, token) {
                     return Err((*refusal).clone());
                 }
                 match self.verify_uncached(token) {
                     Ok(claims) => {
                         let claims = Arc::new(claims);
-                        self.verified.insert(token, claims.clone());
+                        self.verified.insert(key, token, claims.clone());
                         claims
                     }
                     Err(error) => {
                         if error.is_final() && token.len() <= MAX_REMEMBERED_REFUSAL {
-                            self.refused.insert(token, Arc::new(error.clone()));
+                            self.refused.insert(key, token, Arc::new(error.clone()));
                         }
                         return Err(error);
                     }
