@@ -14,6 +14,18 @@ fn route(path: &str, upstream: &Upstream, extra: &str) -> String {
     )
 }
 
+/// Sends `rounds` GETs of `path` to every server, all at once; their statuses.
+async fn all_at_once(servers: &[Portcullis], path: &str, rounds: usize) -> Vec<u16> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..rounds {
+        for server in servers {
+            let (client, url) = (server.client(), server.url(&format!("{path}?n={round}")));
+            tasks.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
+        }
+    }
+    tasks.join_all().await
+}
+
 #[tokio::test]
 async fn three_instances_sharing_redis_admit_exactly_the_limit() {
     let redis = RedisServer::start();
@@ -24,14 +36,7 @@ async fn three_instances_sharing_redis_admit_exactly_the_limit() {
         route("/shared", &upstream, "rate_limit = [{ rate = \"25/hour\", key = \"route\" }]")
     );
     let servers: Vec<Portcullis> = (0..3).map(|_| Portcullis::start(&config, &[])).collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for round in 0..20 {
-        for server in &servers {
-            let (client, url) = (server.client(), server.url(&format!("/shared?n={round}")));
-            tasks.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
-        }
-    }
-    let statuses: Vec<u16> = tasks.join_all().await;
+    let statuses = all_at_once(&servers, "/shared", 20).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(admitted, 25, "60 requests over 3 instances, one shared limit of 25: {statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 35);
@@ -302,14 +307,7 @@ async fn leased_tokens_save_round_trips_and_never_exceed_the_limit() {
     let ttl: i64 = ttl.trim_start_matches(':').parse().unwrap();
     assert!((20 * 3_600 - 10_000..=20 * 3_600 + 1).contains(&ttl), "20 intervals of 3.6 s: {ttl} ms");
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for round in 0..20 {
-        for server in &servers {
-            let (client, url) = (server.client(), server.url(&format!("/shared?n={round}")));
-            tasks.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
-        }
-    }
-    let statuses: Vec<u16> = tasks.join_all().await;
+    let statuses = all_at_once(&servers, "/shared", 20).await;
     let mut admitted = statuses.iter().filter(|s| **s == 200).count();
     assert!(admitted <= 25, "60 requests over 3 leasing instances, one limit of 25: {statuses:?}");
     // Once the leases are given back, what is left is admitted, and no more.

@@ -54,16 +54,12 @@ impl HashPool {
     /// requests are served, only as many as the machine has cores less one.
     pub fn new(threads: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Self::with_busy_cap(threads, cores.saturating_sub(1))
+        Self::watching(threads, cores.saturating_sub(1), requests_started)
     }
 
     /// Starts `threads` hashing threads, of which at most `busy_cap` (at
-    /// least one) work while other requests are served.
-    pub fn with_busy_cap(threads: usize, busy_cap: usize) -> Self {
-        Self::watching(threads, busy_cap, requests_started)
-    }
-
-    /// [`Self::with_busy_cap`], counting requests with `started`.
+    /// least one) work while `started` (requests entered) grows faster than
+    /// the hashes submitted.
     fn watching(threads: usize, busy_cap: usize, started: fn() -> u64) -> Self {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
